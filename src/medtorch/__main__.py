@@ -1,0 +1,3 @@
+from medtorch.cli import main
+
+main()

@@ -1,0 +1,203 @@
+"""A trained model as a folder anyone can read: ``medtorch.json`` plus the weights.
+
+::
+
+    bundle/
+      medtorch.json        # format version, modality, model name + kwargs, task, classes,
+                           # preprocessing state, threshold, file hashes
+      model.safetensors    # torch models (model.skops for scikit-learn models)
+
+Loading never unpickles: torch weights are safetensors, scikit-learn models are skops files
+whose object types are checked against an allow-list before they are built.
+
+>>> bundle = load_bundle("runs/heart/bundle")
+>>> predictions = bundle.predict("new_patients.csv")
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medtorch.data.base import Modality, Preprocessor, get_modality
+from medtorch.errors import BundleError
+from medtorch.registry import create_model, get_model_entry
+from medtorch.tasks import Task, task_from_config
+from medtorch.version import BUNDLE_FORMAT_VERSION, __version__
+
+CONFIG_FILE = "medtorch.json"
+TRUSTED_PREFIXES = ("sklearn.", "numpy.", "builtins.", "collections.")
+
+
+@dataclass
+class Bundle:
+    """A fitted model with everything needed to apply it to raw input."""
+
+    model: Any
+    model_name: str
+    model_kwargs: dict[str, Any]
+    task: Task
+    modality: Modality
+    preprocessor: Preprocessor
+    threshold: float | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return get_model_entry(self.model_name).kind
+
+    def predict_scores(self, inputs: Any) -> np.ndarray:
+        """Probabilities (or regression values) for modality inputs (e.g. a DataFrame of features)."""
+        from medtorch.inference import predict_scores, sklearn_scores
+
+        if self.kind == "sklearn":
+            return sklearn_scores(self.model, self.task, self.preprocessor.feature_matrix(inputs))
+        return predict_scores(self.model, self.task, self.preprocessor.dataset(inputs, np.zeros(len(inputs))))
+
+    def predict(self, source: Any, data_config: Any = None) -> Any:
+        """A DataFrame of scores and predicted labels for a file or DataFrame, one row per input row."""
+        import pandas as pd
+
+        from medtorch.config import DataConfig
+
+        records = self.modality.read(source, data_config or DataConfig(), with_target=False)
+        scores = self.predict_scores(records.inputs)
+        table = pd.DataFrame(index=range(len(scores)))
+        if records.groups is not None:
+            table["group"] = records.groups
+        table = pd.concat([table, self.describe_scores(scores)], axis=1)
+        return table
+
+    def describe_scores(self, scores: np.ndarray) -> Any:
+        """Scores as named columns plus the predicted label (at the saved threshold for binary tasks)."""
+        import pandas as pd
+
+        task = self.task
+        if task.type == "binary":
+            threshold = 0.5 if self.threshold is None else self.threshold
+            labels = np.where(scores >= threshold, task.positive, task.negative)
+            return pd.DataFrame({f"probability_{task.positive}": scores, "prediction": labels})
+        if task.type == "multiclass":
+            table = pd.DataFrame(scores, columns=[f"probability_{c}" for c in task.classes])
+            table["prediction"] = np.asarray(task.classes, dtype=object)[scores.argmax(axis=1)]
+            return table
+        if task.type == "multilabel":
+            table = pd.DataFrame(scores, columns=[f"probability_{c}" for c in task.classes])
+            for i, c in enumerate(task.classes):
+                table[f"prediction_{c}"] = (scores[:, i] >= 0.5).astype(int)
+            return table
+        return pd.DataFrame({"prediction": scores})
+
+    def save(self, path: str | Path) -> Path:
+        """Write the bundle folder (see :func:`save_bundle`)."""
+        return save_bundle(self, path)
+
+
+def save_bundle(bundle: Bundle, path: str | Path) -> Path:
+    """Write ``bundle`` to the folder ``path``; returns the folder."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    if bundle.kind == "sklearn":
+        import skops.io
+
+        weights = path / "model.skops"
+        skops.io.dump(bundle.model, weights)
+    else:
+        from safetensors.torch import save_file
+
+        weights = path / "model.safetensors"
+        save_file({k: v.detach().cpu().contiguous() for k, v in bundle.model.state_dict().items()}, str(weights))
+    config = {
+        "format_version": BUNDLE_FORMAT_VERSION,
+        "medtorch_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "modality": bundle.modality.name,
+        "model": {
+            "name": bundle.model_name,
+            "kind": bundle.kind,
+            "kwargs": _jsonable(bundle.model_kwargs),
+            "file": weights.name,
+            "sha256": _sha256(weights),
+        },
+        "task": bundle.task.get_config(),
+        "threshold": bundle.threshold,
+        "preprocessing": bundle.preprocessor.get_config(),
+        "metadata": _jsonable(bundle.metadata),
+    }
+    (path / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    return path
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Rebuild a bundle written by :func:`save_bundle`, checking its format and file hash."""
+    path = Path(path)
+    config_path = path / CONFIG_FILE
+    if not config_path.is_file():
+        raise BundleError(f"{path} is not a medtorch bundle (no {CONFIG_FILE})")
+    try:
+        config = json.loads(config_path.read_text())
+        version = config["format_version"]
+        model_info = config["model"]
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise BundleError(f"{config_path} is damaged: {error}") from None
+    if version > BUNDLE_FORMAT_VERSION:
+        raise BundleError(f"{path} has bundle format {version}; this medtorch reads up to {BUNDLE_FORMAT_VERSION}: upgrade medtorch")
+    weights = path / model_info["file"]
+    if not weights.is_file():
+        raise BundleError(f"{weights} is missing")
+    if _sha256(weights) != model_info["sha256"]:
+        raise BundleError(f"{weights} does not match the hash recorded in {CONFIG_FILE}; the bundle was altered")
+    modality = get_modality(config["modality"])
+    task = task_from_config(config["task"])
+    if model_info["kind"] == "sklearn":
+        model = _load_skops(weights)
+    else:
+        from safetensors.torch import load_file
+
+        model = create_model(model_info["name"], **model_info["kwargs"])
+        model.load_state_dict(load_file(str(weights)))
+        model.eval()
+    return Bundle(
+        model=model,
+        model_name=model_info["name"],
+        model_kwargs=model_info["kwargs"],
+        task=task,
+        modality=modality,
+        preprocessor=modality.preprocessor_from_config(config["preprocessing"]),
+        threshold=config.get("threshold"),
+        metadata=config.get("metadata", {}),
+    )
+
+
+def _load_skops(path: Path) -> Any:
+    import skops.io
+
+    untrusted = skops.io.get_untrusted_types(file=path)
+    refused = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
+    if refused:
+        raise BundleError(f"{path} contains object types outside scikit-learn/numpy: {', '.join(refused[:5])}")
+    return skops.io.load(path, trusted=untrusted)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

@@ -1,0 +1,160 @@
+"""The ``medtorch`` command: a thin face over :mod:`medtorch.pipeline`.
+
+Only typer is imported at start-up; each command imports what it needs, so
+``medtorch --help`` stays fast. A :class:`~medtorch.errors.MedtorchError` becomes one line on
+stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from medtorch.errors import MedtorchError
+
+app = typer.Typer(
+    name="medtorch",
+    help="Deep learning on healthcare data: train, evaluate, explain and serve clinical models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from medtorch.version import __version__
+
+        typer.echo(f"medtorch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """medtorch: one pipeline from clinical data to a calibrated, bundled model."""
+
+
+@app.command()
+def train(
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="CSV/Parquet file (or a folder for other modalities)."),
+    target: Optional[str] = typer.Option(None, "--target", "-t", help="Target column; comma-separated columns make a multi-label task."),
+    out: Path = typer.Option(Path("runs/latest"), "--out", "-o", help="Run folder to write (an unfinished run there is resumed)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config; flags override it."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Registered model name (see `medtorch models`)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Maximum epochs (early stopping usually ends sooner)."),
+    group_column: Optional[str] = typer.Option(None, "--group-column", help="Patient id column: each patient stays on one side of every split."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed for splits, initialisation and shuffling."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished run in --out."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Train, evaluate and bundle a model; writes config.yaml, bundle/, metrics.json, train_log.csv, report.html."""
+    from medtorch.pipeline import train as run_training
+
+    targets = None if target is None else (target.split(",") if "," in target else target)
+    result = run_training(
+        data,
+        target=targets,
+        out=out,
+        config=config,
+        overwrite=overwrite,
+        progress=not quiet,
+        overrides={
+            "data": {"group_column": group_column},
+            "model": {"name": model},
+            "train": {"epochs": epochs, "seed": seed, "device": device},
+        },
+    )
+    _print_summary(result.metrics, result.out_dir)
+
+
+@app.command()
+def predict(
+    bundle: Path = typer.Argument(..., help="Bundle folder (a run's bundle/)."),
+    input: str = typer.Argument(..., help="File to predict on, in the format the model was trained on."),
+    out: Path = typer.Option(Path("predictions.csv"), "--out", "-o", help="CSV file to write."),
+) -> None:
+    """Apply a bundle, with its saved preprocessing, to new data."""
+    from medtorch.pipeline import predict as run_prediction
+
+    table = run_prediction(bundle, input)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False)
+    typer.echo(f"wrote {len(table)} predictions to {out}")
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Run folder to write."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model to train (default: the tabular default)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Maximum epochs."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Diagnose breast cancer from the Wisconsin data scikit-learn ships: train, evaluate, report, bundle."""
+    from medtorch.demo import run_demo
+
+    result = run_demo(out, model=model, epochs=epochs, progress=not quiet)
+    _print_summary(result.metrics, result.out_dir)
+
+
+@app.command()
+def models(modality: Optional[str] = typer.Option(None, "--modality", help="Only models of this modality.")) -> None:
+    """List the registered models."""
+    from medtorch.registry import get_model_entry, list_models
+
+    for name in list_models(modality=modality):
+        entry = get_model_entry(name)
+        typer.echo(f"{name:<24} {entry.modality:<10} {entry.kind:<8} {entry.description}")
+
+
+@app.command()
+def doctor() -> None:
+    """Check the installation: versions, CPU-only torch, no CUDA packages pulled in."""
+    from medtorch.doctor import check_installation
+
+    problems = check_installation(echo=typer.echo)
+    if problems:
+        raise MedtorchError("; ".join(problems))
+
+
+def _print_summary(summary: dict, out_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{summary['model']} on the {summary.get('evaluated_on', 'test')} split (n = {summary['n']})")
+    table.add_column("metric")
+    models = {summary["model"]: summary["metrics"]} | {k: v["metrics"] for k, v in summary["baselines"].items()}
+    for name in models:
+        table.add_column(name, justify="right")
+    for metric in summary["metrics"]:
+        cells = []
+        for values in models.values():
+            entry = values[metric]
+            low, high = entry["ci"]
+            cells.append("–" if entry["value"] is None else f"{entry['value']:.3f}" + (f" ({low:.3f}–{high:.3f})" if low is not None else ""))
+        table.add_row(metric, *cells)
+    console = Console()
+    console.print(table)
+    console.print(f"run folder: {out_dir}  (report: {out_dir / 'report.html'})")
+
+
+def main() -> None:
+    """Entry point: run the CLI, turning user errors into one line and exit code 2."""
+    try:
+        app()
+    except MedtorchError as error:
+        print(f"medtorch: error: {error}", file=sys.stderr)
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        print("medtorch: interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""Run configuration: YAML or keyword arguments, validated, refusing what it does not know.
+
+>>> config = RunConfig.model_validate({"data": {"path": "heart.csv", "target": "disease"}})
+>>> config = load_config("run.yaml", overrides={"train": {"epochs": 5}})
+
+Every field has a default that works without tuning; ``None`` means "decide from the data"
+and is replaced by the decision in the run folder's ``config.yaml``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from medtorch.errors import ConfigError
+
+MISSING_CODES = ["", "?", "NA", "N/A", "n/a", "NaN", "nan", "null", "NULL", "None", "#N/A", "<NA>"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    path: str | None = Field(None, description="CSV/Parquet file, or a folder for other modalities")
+    format: str | None = Field(None, description="modality name (tabular, ...); detected when unset")
+    target: str | list[str] | None = Field(None, description="target column; several columns make a multi-label task")
+    group_column: str | None = Field(None, description="patient id: all of a patient's rows stay on one side of every split")
+    id_columns: list[str] | None = Field(None, description="identifier columns, never used as features")
+    attribute_columns: list[str] | None = Field(None, description="subgroup columns (sex, age, site) for subgroup metrics")
+    numeric_columns: list[str] | None = Field(None, description="force these columns to be numeric")
+    categorical_columns: list[str] | None = Field(None, description="force these columns to be categorical")
+    drop_columns: list[str] = Field(default_factory=list, description="columns to ignore")
+    missing_values: list[str | float] = Field(default_factory=list, description="extra codes read as missing")
+    column_missing_values: dict[str, list[str | float]] = Field(
+        default_factory=dict, description="per-column missing codes, e.g. {Glucose: [0]}"
+    )
+    split_column: str | None = Field(None, description="column holding train/val/test for a predefined split")
+    val_size: float = Field(0.2, gt=0, lt=1)
+    test_size: float = Field(0.2, ge=0, lt=1)
+
+
+class TaskConfig(_Strict):
+    type: Literal["binary", "multiclass", "multilabel", "regression"] | None = None
+    positive: str | int | float | bool | None = Field(None, description="positive class of a binary task")
+
+
+class ModelConfig(BaseModel):
+    """``name`` plus any keyword argument of that model's factory (checked when the model is built)."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str | None = None
+
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class TrainConfig(_Strict):
+    epochs: int = Field(200, ge=1, description="upper bound; early stopping usually ends sooner")
+    batch_size: int | Literal["auto"] = Field("auto", description="'auto' scales with the training set size")
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    lr: float | None = Field(None, gt=0, description="learning rate; the model's recommended value when unset")
+    weight_decay: float | None = Field(None, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD only")
+    schedule: Literal["constant", "cosine", "step", "warmup_cosine"] = "constant"
+    warmup_epochs: int = Field(5, ge=0, description="warmup_cosine only")
+    class_weights: Literal["none", "balanced"] = Field("none", description="'balanced' up-weights rare classes in the loss")
+    sampler: Literal["shuffle", "balanced"] = Field("shuffle", description="'balanced' over-samples rare classes")
+    grad_clip: float | None = Field(None, gt=0)
+    patience: int = Field(16, ge=0, description="epochs without improvement before stopping; 0 disables")
+    monitor: Literal["loss", "primary"] = Field("loss", description="validation loss or the task's primary metric")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    mixed_precision: bool | Literal["auto"] = Field("auto", description="bf16 autocast on GPU when 'auto'")
+    num_workers: int = Field(0, ge=0)
+    seed: int = 0
+
+
+class ThresholdConfig(_Strict):
+    method: Literal["youden", "target_sensitivity", "target_specificity", "fixed"] = "youden"
+    value: float | None = Field(None, gt=0, lt=1, description="the target (or the fixed threshold)")
+
+
+class EvaluateConfig(_Strict):
+    bootstrap: int = Field(1000, ge=0, description="bootstrap resamples for 95% CIs; 0 disables")
+    confidence: float = Field(0.95, gt=0, lt=1)
+    threshold: ThresholdConfig = Field(default_factory=ThresholdConfig)
+    baselines: bool = Field(True, description="also fit the modality's simple baselines and report them")
+
+
+class RunConfig(_Strict):
+    data: DataConfig = Field(default_factory=DataConfig)
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+
+
+def parse_config(raw: dict[str, Any]) -> RunConfig:
+    """Validate a nested dict; any problem becomes one :class:`ConfigError` line."""
+    if not isinstance(raw, dict):
+        raise ConfigError("config must be a mapping of sections (data, task, model, train, evaluate)")
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError("config: " + "; ".join(_describe(e) for e in error.errors())) from None
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Read a YAML config (if given), apply ``overrides`` section by section, validate."""
+    import yaml
+
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except yaml.YAMLError as error:
+            raise ConfigError(f"config file {path} is not valid YAML: {str(error).splitlines()[0]}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of sections")
+    return parse_config(merge(raw, overrides or {}))
+
+
+def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` applied recursively; ``None`` in overrides leaves a value alone."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            merged[key] = merge(merged.get(key) if isinstance(merged.get(key), dict) else {}, value)
+        elif value is not None:
+            merged[key] = value
+    return merged
+
+
+def _describe(error: dict[str, Any]) -> str:
+    location = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        section, key = _owner(error["loc"]), str(error["loc"][-1])
+        close = difflib.get_close_matches(key, list(section.model_fields), n=1) if section else []
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"unknown key {location!r}{hint}"
+    return f"{location}: {error['msg']}"
+
+
+def _owner(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The config class that holds the key at ``loc``."""
+    model: type[BaseModel] = RunConfig
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return model

@@ -1,0 +1,187 @@
+"""What every modality provides to the pipeline.
+
+A modality (tabular, image, signal, ...) turns files into :class:`Records` and fits a
+:class:`Preprocessor` that turns records into model input. Everything after that (splits,
+task, training, evaluation, bundle) is shared. Adding a modality is one subclass of
+:class:`Modality` decorated with :func:`register_modality`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator
+
+import numpy as np
+
+from medtorch.errors import ConfigError, DataError
+from medtorch.registry import _did_you_mean, load_plugins
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+
+
+@dataclass
+class Sample:
+    """One sample: model inputs, target, patient id (group) and subgroup attributes."""
+
+    inputs: Any
+    target: Any
+    group: Any
+    attributes: dict[str, Any]
+
+
+@dataclass
+class Records:
+    """Samples of one modality before preprocessing, indexable together.
+
+    ``inputs`` is whatever the modality reads (a DataFrame of features, a list of image paths,
+    an array of signals); ``target`` holds the raw labels (``None`` at prediction time);
+    ``groups`` the patient id of each sample; ``attributes`` the subgroup columns (sex, age, site).
+
+    >>> train = records.subset(np.arange(100))
+    """
+
+    inputs: Any
+    target: np.ndarray | None = None
+    groups: np.ndarray | None = None
+    attributes: pd.DataFrame | None = None
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def __getitem__(self, index: int) -> Sample:
+        attributes = {} if self.attributes is None else self.attributes.iloc[index].to_dict()
+        return Sample(
+            inputs=self.inputs.iloc[index] if hasattr(self.inputs, "iloc") else self.inputs[index],
+            target=None if self.target is None else self.target[index],
+            group=None if self.groups is None else self.groups[index],
+            attributes=attributes,
+        )
+
+    def __iter__(self) -> Iterator[Sample]:
+        return (self[i] for i in range(len(self)))
+
+    def subset(self, indices: np.ndarray) -> Records:
+        """The records at ``indices`` (an integer array), in that order."""
+        return Records(
+            inputs=_take(self.inputs, indices),
+            target=None if self.target is None else self.target[indices],
+            groups=None if self.groups is None else self.groups[indices],
+            attributes=None if self.attributes is None else self.attributes.iloc[indices].reset_index(drop=True),
+        )
+
+
+def _take(values: Any, indices: Any) -> Any:
+    if hasattr(values, "iloc"):
+        return values.iloc[indices].reset_index(drop=True)
+    if isinstance(values, np.ndarray):
+        return values[indices]
+    return [values[i] for i in indices]
+
+
+class Preprocessor(ABC):
+    """Turns records into model input; fitted on training records only, saved in the bundle.
+
+    State is plain JSON (``get_config``) so a bundle can be read by eye and loaded without pickle.
+    """
+
+    @abstractmethod
+    def fit(self, records: Records) -> Preprocessor:
+        """Learn the preprocessing state from training records; returns ``self``."""
+
+    @abstractmethod
+    def transform(self, inputs: Any) -> torch.Tensor:
+        """Model input for ``inputs`` (the ``inputs`` field of :class:`Records`)."""
+
+    @abstractmethod
+    def model_kwargs(self) -> dict[str, Any]:
+        """Shape arguments for the model factory, e.g. ``{"in_features": 31}``."""
+
+    @abstractmethod
+    def get_config(self) -> dict[str, Any]:
+        """JSON-serialisable state; ``from_config(get_config())`` rebuilds an equal preprocessor."""
+
+    @classmethod
+    @abstractmethod
+    def from_config(cls, config: dict[str, Any]) -> Preprocessor:
+        """Rebuild a fitted preprocessor from :meth:`get_config`'s output."""
+
+    def dataset(self, inputs: Any, targets: np.ndarray, *, train: bool = False) -> torch.utils.data.Dataset:
+        """A dataset of ``(model input, target)`` pairs; ``train=True`` lets a modality augment."""
+        import torch
+
+        return torch.utils.data.TensorDataset(self.transform(inputs), torch.as_tensor(targets))
+
+    def feature_matrix(self, inputs: Any) -> np.ndarray:
+        """2-D features for the scikit-learn baselines (default: the flattened model input)."""
+        return self.transform(inputs).reshape(len(inputs), -1).numpy()
+
+
+class Modality(ABC):
+    """A kind of data: how to recognise it, read it and preprocess it.
+
+    Subclasses set ``name`` and ``default_model`` and are registered with
+    :func:`register_modality`.
+    """
+
+    name: ClassVar[str]
+    default_model: ClassVar[str]
+    baselines: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    @abstractmethod
+    def can_read(cls, source: Any) -> bool:
+        """Whether ``source`` (a path or an in-memory object) looks like this modality's data."""
+
+    @abstractmethod
+    def read(self, source: Any, data_config: Any, *, with_target: bool = True) -> Records:
+        """Read ``source`` into records; with ``with_target=False`` no target is required."""
+
+    def split_labels(self, source: Any, data_config: Any) -> np.ndarray | None:
+        """Per-record ``train``/``val``/``test`` labels of a predefined split, or ``None``."""
+        return None
+
+    @abstractmethod
+    def preprocessor(self, data_config: Any) -> Preprocessor:
+        """An unfitted preprocessor for this modality."""
+
+    @abstractmethod
+    def preprocessor_from_config(self, config: dict[str, Any]) -> Preprocessor:
+        """A fitted preprocessor from a bundle's saved state."""
+
+
+_MODALITIES: dict[str, type[Modality]] = {}
+
+
+def register_modality(cls: type[Modality]) -> type[Modality]:
+    """Class decorator: make ``cls`` available to the pipeline under ``cls.name``."""
+    _MODALITIES[cls.name] = cls
+    return cls
+
+
+def get_modality(name: str) -> Modality:
+    """An instance of the registered modality ``name``."""
+    load_plugins()
+    if name not in _MODALITIES:
+        raise ConfigError(f"unknown modality {name!r}{_did_you_mean(name, _MODALITIES)}")
+    return _MODALITIES[name]()
+
+
+def list_modalities() -> list[str]:
+    """Names of the registered modalities."""
+    load_plugins()
+    return sorted(_MODALITIES)
+
+
+def detect_modality(source: Any) -> Modality:
+    """The modality whose ``can_read`` accepts ``source``; a clear error when none does."""
+    load_plugins()
+    if isinstance(source, (str, Path)) and not Path(source).exists():
+        raise DataError(f"data not found: {source}")
+    for cls in _MODALITIES.values():
+        if cls.can_read(source):
+            return cls()
+    raise DataError(f"cannot tell what kind of data {source} is; set data.format (one of {', '.join(list_modalities())})")

@@ -1,0 +1,118 @@
+"""Leakage-safe splits: stratified, patient (group) aware, and checked.
+
+When records carry a patient id, every split keeps all samples of one patient on one side;
+:func:`assert_no_group_leak` refuses any split that does not.
+
+>>> train, val, test = train_val_test_split(y, groups=patient_ids, val_size=0.2, test_size=0.2)
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from medtorch.errors import DataError, LeakageError
+
+
+def assert_no_group_leak(groups: np.ndarray | None, *index_sets: np.ndarray, names: Sequence[str] = ()) -> None:
+    """Raise :class:`LeakageError` if any group (patient) appears in more than one index set."""
+    if groups is None:
+        return
+    names = list(names) or [f"split {i}" for i in range(len(index_sets))]
+    seen: dict[object, str] = {}
+    for name, indices in zip(names, index_sets):
+        for group in np.unique(groups[indices]):
+            if group in seen and seen[group] != name:
+                raise LeakageError(
+                    f"patient {group!r} appears in both {seen[group]} and {name}; "
+                    "a patient's samples must all be on one side of a split"
+                )
+            seen.setdefault(group, name)
+
+
+def _stratify_labels(target: np.ndarray | None) -> np.ndarray | None:
+    """Labels usable for stratification: class labels, or ``None`` for continuous / multi-label targets."""
+    if target is None or target.ndim != 1:
+        return None
+    if target.dtype.kind == "f" and len(np.unique(target[~np.isnan(target)])) > 20:
+        return None
+    _, counts = np.unique(target.astype(str), return_counts=True)
+    return target.astype(str) if counts.min() >= 2 else None
+
+
+def _holdout(
+    n: int, target: np.ndarray | None, groups: np.ndarray | None, fraction: float, seed: int, candidates: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``candidates`` into (rest, holdout) with about ``fraction`` of them held out."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedShuffleSplit, ShuffleSplit, GroupShuffleSplit
+
+    if not 0 < fraction < 1:
+        raise DataError(f"a split fraction must be between 0 and 1, got {fraction}")
+    sub_target = None if target is None else target[candidates]
+    labels = _stratify_labels(sub_target)
+    if groups is not None:
+        sub_groups = groups[candidates]
+        n_groups = len(np.unique(sub_groups))
+        if n_groups < 2:
+            raise DataError("cannot split: all samples belong to one patient (group)")
+        n_splits = max(2, round(1 / fraction))
+        if labels is not None and n_groups >= n_splits:
+            folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+            rest, held = next(folds.split(candidates, labels, sub_groups))
+        else:
+            splitter = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
+            rest, held = next(splitter.split(candidates, groups=sub_groups))
+    else:
+        splitter_cls = StratifiedShuffleSplit if labels is not None else ShuffleSplit
+        splitter = splitter_cls(n_splits=1, test_size=fraction, random_state=seed)
+        rest, held = next(splitter.split(candidates, labels))
+    return candidates[np.sort(rest)], candidates[np.sort(held)]
+
+
+def train_val_test_split(
+    target: np.ndarray | None,
+    groups: np.ndarray | None = None,
+    *,
+    val_size: float = 0.2,
+    test_size: float = 0.2,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indices of train, validation and test sets, stratified by class and disjoint by patient.
+
+    ``test_size`` is a fraction of all samples, ``val_size`` a fraction of all samples too
+    (taken from what remains after the test set). Use ``test_size=0`` for train/val only.
+    """
+    n = len(target) if target is not None else len(groups)
+    everything = np.arange(n)
+    if test_size > 0:
+        rest, test = _holdout(n, target, groups, test_size, seed, everything)
+    else:
+        rest, test = everything, np.array([], dtype=int)
+    relative_val = val_size / (1 - test_size)
+    train, val = _holdout(n, target, groups, relative_val, seed + 1, rest)
+    assert_no_group_leak(groups, train, val, test, names=("train", "validation", "test"))
+    return train, val, test
+
+
+def group_kfold(
+    target: np.ndarray | None, groups: np.ndarray | None = None, *, n_splits: int = 5, seed: int = 0
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``n_splits`` (train, test) index pairs, stratified by class and disjoint by patient."""
+    from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
+
+    n = len(target) if target is not None else len(groups)
+    labels = _stratify_labels(target)
+    if groups is not None:
+        if labels is not None:
+            splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+        else:
+            splitter = GroupKFold(n_splits=n_splits)
+        folds = list(splitter.split(np.zeros(n), labels, groups))
+    elif labels is not None:
+        folds = list(StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(np.zeros(n), labels))
+    else:
+        folds = list(KFold(n_splits=n_splits, shuffle=True, random_state=seed).split(np.zeros(n)))
+    for train, test in folds:
+        assert_no_group_leak(groups, train, test, names=("train", "test"))
+    return folds

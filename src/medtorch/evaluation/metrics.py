@@ -1,0 +1,159 @@
+"""Metrics for every task type, with bootstrap confidence intervals.
+
+>>> evaluate(task, y_test, scores, threshold=0.41, groups=patient_ids)
+{'auroc': {'value': 0.93, 'ci': [0.89, 0.96]}, 'sensitivity': {...}, ...}
+
+When patient ids are given the bootstrap resamples patients, not rows, so the interval
+reflects how many patients were seen.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+from sklearn import metrics as skm
+
+from medtorch.tasks import Task
+
+
+def _safe(fn: Any, *args: Any, **kwargs: Any) -> float:
+    """The metric, or NaN where it is undefined (e.g. AUROC on a resample with one class)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return float(fn(*args, **kwargs))
+        except ValueError:
+            return float("nan")
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator else float("nan")
+
+
+def binary_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:
+    """AUROC, AUPRC, Brier score, and the confusion-matrix metrics at ``threshold``."""
+    y = y.astype(int)
+    predicted = p >= threshold
+    tp = float(np.sum(predicted & (y == 1)))
+    tn = float(np.sum(~predicted & (y == 0)))
+    fp = float(np.sum(predicted & (y == 0)))
+    fn = float(np.sum(~predicted & (y == 1)))
+    sensitivity, specificity = _ratio(tp, tp + fn), _ratio(tn, tn + fp)
+    ppv = _ratio(tp, tp + fp)
+    return {
+        "auroc": _safe(skm.roc_auc_score, y, p),
+        "auprc": _safe(skm.average_precision_score, y, p),
+        "accuracy": (tp + tn) / len(y),
+        "balanced_accuracy": (sensitivity + specificity) / 2,
+        "sensitivity": sensitivity,
+        "specificity": specificity,
+        "ppv": ppv,
+        "npv": _ratio(tn, tn + fn),
+        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+        "brier": float(np.mean((p - y) ** 2)),
+    }
+
+
+def multiclass_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    labels = np.arange(p.shape[1])
+    predicted = p.argmax(axis=1)
+    return {
+        "auroc": _safe(skm.roc_auc_score, y, p, multi_class="ovr", average="macro", labels=labels),
+        "accuracy": float(np.mean(predicted == y)),
+        "balanced_accuracy": _safe(skm.balanced_accuracy_score, y, predicted),
+        "f1_macro": _safe(skm.f1_score, y, predicted, average="macro", labels=labels, zero_division=0),
+        "log_loss": _safe(skm.log_loss, y, np.clip(p, 1e-7, 1), labels=labels),
+    }
+
+
+def multilabel_metrics(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    predicted = (p >= threshold).astype(int)
+    return {
+        "auroc": _safe(skm.roc_auc_score, y, p, average="macro"),
+        "auprc": _safe(skm.average_precision_score, y, p, average="macro"),
+        "f1_macro": _safe(skm.f1_score, y, predicted, average="macro", zero_division=0),
+        "f1_micro": _safe(skm.f1_score, y, predicted, average="micro", zero_division=0),
+    }
+
+
+def regression_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    return {
+        "rmse": float(np.sqrt(np.mean((p - y) ** 2))),
+        "mae": float(np.mean(np.abs(p - y))),
+        "r2": _safe(skm.r2_score, y, p),
+    }
+
+
+def compute_metrics(task: Task, y: np.ndarray, scores: np.ndarray, threshold: float | None = None) -> dict[str, float]:
+    """Point estimates of the task's metrics.
+
+    ``y`` is in the task's encoding (:meth:`Task.encode`), except for regression, where it is
+    in the target's own units, like the scores.
+    """
+    if task.type == "binary":
+        return binary_metrics(y, scores, 0.5 if threshold is None else threshold)
+    if task.type == "multiclass":
+        return multiclass_metrics(y, scores)
+    if task.type == "multilabel":
+        return multilabel_metrics(y, scores, 0.5 if threshold is None else threshold)
+    return regression_metrics(y, scores)
+
+
+def primary_metric(task: Task, y: np.ndarray, scores: np.ndarray) -> float:
+    """The task's headline metric (AUROC for classification, RMSE for regression)."""
+    if task.type == "regression":
+        return regression_metrics(y * task.std + task.mean, scores)["rmse"]
+    if task.type == "multiclass":
+        return multiclass_metrics(y, scores)["auroc"]
+    return _safe(skm.roc_auc_score, y, scores, **({"average": "macro"} if task.type == "multilabel" else {}))
+
+
+def evaluate(
+    task: Task,
+    y: np.ndarray,
+    scores: np.ndarray,
+    threshold: float | None = None,
+    *,
+    groups: np.ndarray | None = None,
+    n_bootstrap: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, dict[str, Any]]:
+    """Each metric as ``{"value": x, "ci": [lo, hi]}``; percentile bootstrap, by patient when ``groups`` is given.
+
+    ``y`` as for :func:`compute_metrics`.
+    """
+    point = compute_metrics(task, y, scores, threshold)
+    if n_bootstrap <= 0:
+        return {name: {"value": value, "ci": [None, None]} for name, value in point.items()}
+    draws = {name: [] for name in point}
+    rng = np.random.default_rng(seed)
+    for indices in _bootstrap_indices(len(y), groups, n_bootstrap, rng):
+        for name, value in compute_metrics(task, y[indices], scores[indices], threshold).items():
+            draws[name].append(value)
+    alpha = (1 - confidence) / 2
+    result = {}
+    for name, value in point.items():
+        values = np.asarray(draws[name], dtype=float)
+        values = values[~np.isnan(values)]
+        ci = [float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))] if len(values) else [None, None]
+        result[name] = {"value": _finite(value), "ci": ci}
+    return result
+
+
+def _bootstrap_indices(n: int, groups: np.ndarray | None, n_bootstrap: int, rng: np.random.Generator):
+    if groups is None:
+        for _ in range(n_bootstrap):
+            yield rng.integers(0, n, n)
+        return
+    unique, inverse = np.unique(groups, return_inverse=True)
+    members = [np.flatnonzero(inverse == g) for g in range(len(unique))]
+    for _ in range(n_bootstrap):
+        chosen = rng.integers(0, len(unique), len(unique))
+        yield np.concatenate([members[g] for g in chosen])
+
+
+def _finite(value: float) -> float | None:
+    return None if value is None or np.isnan(value) else float(value)

@@ -1,0 +1,51 @@
+"""Batched forward passes shared by the trainer, the bundle and evaluation.
+
+>>> scores = predict_scores(model, task, features)   # probabilities, or values for regression
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+
+def model_outputs(model: torch.nn.Module, inputs: torch.Tensor | Dataset, batch_size: int = 1024, device: Any = None) -> torch.Tensor:
+    """Raw model outputs (logits) for a tensor of inputs or a dataset of ``(x, y)`` pairs, in eval mode."""
+    device = device or next(iter(model.parameters()), torch.empty(0)).device
+    was_training = model.training
+    model.eval()
+    outputs = []
+    with torch.inference_mode():
+        for x in _input_batches(inputs, batch_size):
+            outputs.append(model(x.to(device)).float().cpu())
+    model.train(was_training)
+    return torch.cat(outputs) if outputs else torch.empty(0)
+
+
+def predict_scores(model: torch.nn.Module, task: Any, inputs: torch.Tensor | Dataset, batch_size: int = 1024) -> np.ndarray:
+    """Probabilities (classification) or predictions in target units (regression)."""
+    return task.scores(model_outputs(model, inputs, batch_size)).numpy()
+
+
+def _input_batches(inputs: torch.Tensor | Dataset, batch_size: int):
+    if isinstance(inputs, torch.Tensor):
+        yield from inputs.split(batch_size)
+        return
+    if isinstance(inputs, TensorDataset):
+        yield from inputs.tensors[0].split(batch_size)
+        return
+    for batch in DataLoader(inputs, batch_size=batch_size, shuffle=False):
+        yield batch[0] if isinstance(batch, (list, tuple)) else batch
+
+
+def sklearn_scores(model: Any, task: Any, features: np.ndarray) -> np.ndarray:
+    """Scores of a fitted scikit-learn estimator in the same form as :func:`predict_scores`."""
+    if task.type == "regression":
+        return model.predict(features).astype(float)
+    if task.type == "multilabel":
+        return np.stack([p[:, 1] for p in model.predict_proba(features)], axis=1)
+    probabilities = model.predict_proba(features)
+    return probabilities[:, 1] if task.type == "binary" else probabilities

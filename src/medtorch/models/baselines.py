@@ -1,0 +1,36 @@
+"""Simple scikit-learn baselines, fitted on any modality's feature matrix.
+
+Every run reports them beside the deep model so a reader sees what the deep model adds.
+
+>>> clf = create_model("logistic_regression", task_type="binary", seed=0)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from medtorch.registry import register_model
+
+
+@register_model("logistic_regression", modality="any", kind="sklearn")
+def logistic_regression(task_type: str, seed: int = 0, C: float = 1.0) -> Any:
+    """L2-regularised logistic regression (ridge regression for a continuous target)."""
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.multioutput import MultiOutputClassifier
+
+    if task_type == "regression":
+        return Ridge(alpha=1.0 / C)
+    model = LogisticRegression(C=C, max_iter=5000, random_state=seed)
+    return MultiOutputClassifier(model) if task_type == "multilabel" else model
+
+
+@register_model("hist_gradient_boosting", modality="any", kind="sklearn")
+def hist_gradient_boosting(task_type: str, seed: int = 0, max_iter: int = 200) -> Any:
+    """scikit-learn's histogram gradient boosting with its default early stopping."""
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from sklearn.multioutput import MultiOutputClassifier
+
+    if task_type == "regression":
+        return HistGradientBoostingRegressor(max_iter=max_iter, random_state=seed)
+    model = HistGradientBoostingClassifier(max_iter=max_iter, random_state=seed)
+    return MultiOutputClassifier(model) if task_type == "multilabel" else model

@@ -1,0 +1,116 @@
+"""Deep models for clinical tables.
+
+- ``mlp``: the plain multilayer perceptron of the seed examples.
+- ``resmlp``: the residual MLP of Gorishniy et al. 2021 ("Revisiting Deep Learning Models
+  for Tabular Data"), with LayerNorm in place of BatchNorm so a batch of one still trains.
+- ``ft_transformer``: FT-Transformer from the same paper, with its default configuration.
+
+>>> model = create_model("ft_transformer", in_features=30, out_features=1)
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from medtorch.registry import register_model
+
+
+@register_model("mlp", modality="tabular", lr=1e-3, weight_decay=1e-4)
+def mlp(in_features: int, out_features: int, hidden: tuple[int, ...] = (128, 64), dropout: float = 0.2) -> nn.Module:
+    """Multilayer perceptron: Linear-ReLU-Dropout blocks."""
+    layers: list[nn.Module] = []
+    width = in_features
+    for size in hidden:
+        layers += [nn.Linear(width, size), nn.ReLU(), nn.Dropout(dropout)]
+        width = size
+    layers.append(nn.Linear(width, out_features))
+    return nn.Sequential(*layers)
+
+
+class _ResidualBlock(nn.Module):
+    def __init__(self, width: int, hidden: int, dropout: float):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.LayerNorm(width), nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, width), nn.Dropout(dropout)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+@register_model("resmlp", modality="tabular", lr=1e-3, weight_decay=1e-4)
+def resmlp(
+    in_features: int, out_features: int, width: int = 128, hidden: int = 256, n_blocks: int = 2, dropout: float = 0.2
+) -> nn.Module:
+    """Residual MLP (tabular ResNet of Gorishniy et al. 2021)."""
+    return nn.Sequential(
+        nn.Linear(in_features, width),
+        *[_ResidualBlock(width, hidden, dropout) for _ in range(n_blocks)],
+        nn.LayerNorm(width),
+        nn.ReLU(),
+        nn.Linear(width, out_features),
+    )
+
+
+class FeatureTokenizer(nn.Module):
+    """One learned embedding per feature, scaled by the feature's value, plus a [CLS] token.
+
+    Written here because it is a few lines and the reference package (rtdl) pins old torch.
+    """
+
+    def __init__(self, in_features: int, d_token: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(in_features, d_token))
+        self.bias = nn.Parameter(torch.empty(in_features, d_token))
+        self.cls = nn.Parameter(torch.empty(1, 1, d_token))
+        bound = d_token**-0.5
+        for parameter in (self.weight, self.bias, self.cls):
+            nn.init.uniform_(parameter, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = x.unsqueeze(-1) * self.weight + self.bias
+        return torch.cat([self.cls.expand(len(x), -1, -1), tokens], dim=1)
+
+
+class FTTransformer(nn.Module):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        d_token: int,
+        n_blocks: int,
+        n_heads: int,
+        ffn_factor: float,
+        dropout: float,
+    ):
+        super().__init__()
+        self.tokenizer = FeatureTokenizer(in_features, d_token)
+        layer = nn.TransformerEncoderLayer(
+            d_model=d_token,
+            nhead=n_heads,
+            dim_feedforward=int(d_token * ffn_factor),
+            dropout=dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
+        self.encoder = nn.TransformerEncoder(layer, num_layers=n_blocks, enable_nested_tensor=False)
+        self.head = nn.Sequential(nn.LayerNorm(d_token), nn.ReLU(), nn.Linear(d_token, out_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(self.tokenizer(x))[:, 0])
+
+
+@register_model("ft_transformer", modality="tabular", lr=1e-4, weight_decay=1e-5)
+def ft_transformer(
+    in_features: int,
+    out_features: int,
+    d_token: int = 192,
+    n_blocks: int = 3,
+    n_heads: int = 8,
+    ffn_factor: float = 4 / 3,
+    dropout: float = 0.1,
+) -> nn.Module:
+    """FT-Transformer (Gorishniy et al. 2021) with the paper's default configuration."""
+    return FTTransformer(in_features, out_features, d_token, n_blocks, n_heads, ffn_factor, dropout)

@@ -1,0 +1,343 @@
+"""The one pipeline every modality goes through: data → task → model → training → evaluation → bundle.
+
+The CLI and the Python API are thin faces over :func:`train`, :func:`fit_bundle` and
+:func:`predict`.
+
+>>> result = train("heart.csv", target="disease", out="runs/heart")
+>>> result.metrics["metrics"]["auroc"]
+{'value': 0.91, 'ci': [0.86, 0.95]}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medtorch.bundle import Bundle, load_bundle
+from medtorch.config import ModelConfig, RunConfig, load_config, merge, parse_config
+from medtorch.data.base import Modality, Records, detect_modality, get_modality
+from medtorch.data.splits import assert_no_group_leak, train_val_test_split
+from medtorch.errors import ConfigError, DataError, MedtorchError
+from medtorch.registry import ModelEntry, _did_you_mean, create_model, get_model_entry
+from medtorch.tasks import Task, infer_task
+
+RUN_FILES = ("config.yaml", "bundle", "metrics.json", "train_log.csv", "report.html", "checkpoint.safetensors", "predictions.csv")
+
+
+@dataclass
+class RunResult:
+    """What :func:`train` leaves behind: the run folder, its metrics and the bundle."""
+
+    out_dir: Path
+    config: RunConfig
+    metrics: dict[str, Any]
+    bundle: Bundle
+
+
+@dataclass
+class FitResult:
+    bundle: Bundle
+    history: list[dict[str, float]]
+    training: dict[str, Any]
+
+
+def train(
+    data: Any = None,
+    *,
+    target: str | list[str] | None = None,
+    out: str | Path = "runs/latest",
+    config: str | Path | dict[str, Any] | RunConfig | None = None,
+    overrides: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> RunResult:
+    """Train, evaluate and bundle a model; write the run folder ``out``.
+
+    ``data`` is a path (or a DataFrame for tables); ``config`` a YAML path, dict or
+    :class:`RunConfig`; ``overrides`` replaces parts of it, e.g. ``{"train": {"epochs": 20}}``.
+    A run folder holding an unfinished run with the same settings is resumed.
+    """
+    overrides = merge(overrides or {}, {"data": {"target": target}})
+    if isinstance(data, (str, Path)):
+        overrides = merge(overrides, {"data": {"path": str(data)}})
+    cfg = _as_config(config, overrides)
+    source = data if data is not None and not isinstance(data, (str, Path)) else cfg.data.path
+    if source is None:
+        raise ConfigError("no data given (--data PATH or data.path)")
+    out_dir = _prepare_out_dir(Path(out), overwrite)
+
+    modality = get_modality(cfg.data.format) if cfg.data.format else detect_modality(source)
+    records = modality.read(source, cfg.data)
+    task = infer_task(records.target, cfg.task.type, cfg.task.positive, _label_names(cfg))
+    train_idx, val_idx, test_idx = _split(modality, source, records, cfg)
+    cfg = resolve_config(cfg, modality, task, len(train_idx))
+    _write_yaml(out_dir / "config.yaml", cfg)
+
+    fitted = fit_bundle(modality, records, train_idx, val_idx, task, cfg, run_dir=out_dir, progress=progress)
+    fitted.bundle.save(out_dir / "bundle")
+
+    from medtorch.evaluation.report import write_report
+
+    evaluated_on = test_idx if len(test_idx) else val_idx
+    summary = evaluate_run(fitted.bundle, records, train_idx, val_idx, evaluated_on, cfg, fitted.training)
+    summary["evaluated_on"] = "test" if len(test_idx) else "validation"
+    (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_report(out_dir / "report.html", summary, fitted.history)
+    (out_dir / "checkpoint.safetensors").unlink(missing_ok=True)
+    return RunResult(out_dir, cfg, summary, fitted.bundle)
+
+
+def fit_bundle(
+    modality: Modality,
+    records: Records,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    task: Task,
+    cfg: RunConfig,
+    *,
+    run_dir: Path | None = None,
+    progress: bool = True,
+) -> FitResult:
+    """Fit preprocessing and model on ``train_idx``, early-stop and pick the threshold on ``val_idx``.
+
+    ``cfg`` must be resolved (:func:`resolve_config`).
+    """
+    from medtorch.evaluation.thresholds import choose_threshold
+
+    train_records, val_records = records.subset(train_idx), records.subset(val_idx)
+    if task.type == "regression":
+        task.fit_target_scale(np.asarray(train_records.target, dtype=float))
+    preprocessor = modality.preprocessor(cfg.data).fit(train_records)
+    entry = get_model_entry(cfg.model.name)
+    y_train, y_val = task.encode(train_records.target), task.encode(val_records.target)
+    training: dict[str, Any] = {}
+    history: list[dict[str, float]] = []
+    if entry.kind == "sklearn":
+        kwargs = _checked_kwargs(entry, {"task_type": task.type, "seed": cfg.train.seed, **cfg.model.kwargs()})
+        model = create_model(entry.name, **kwargs)
+        model.fit(preprocessor.feature_matrix(train_records.inputs), _sklearn_target(task, y_train))
+    else:
+        import torch
+
+        from medtorch.training import Trainer
+
+        torch.manual_seed(cfg.train.seed)
+        kwargs = _checked_kwargs(entry, {**preprocessor.model_kwargs(), "out_features": task.out_features, **cfg.model.kwargs()})
+        model = create_model(entry.name, **kwargs)
+        trainer = Trainer(
+            model,
+            task,
+            cfg.train,
+            lr=cfg.train.lr,
+            weight_decay=cfg.train.weight_decay,
+            batch_size=cfg.train.batch_size,
+            checkpoint_path=run_dir / "checkpoint.safetensors" if run_dir else None,
+            log_path=run_dir / "train_log.csv" if run_dir else None,
+            progress=progress,
+            fingerprint=_fingerprint(cfg),
+        )
+        weights = task.balanced_class_weights(y_train) if cfg.train.class_weights == "balanced" else None
+        result = trainer.fit(
+            preprocessor.dataset(train_records.inputs, y_train, train=True),
+            preprocessor.dataset(val_records.inputs, y_val),
+            class_weights=weights,
+        )
+        model = trainer.module.cpu().eval()
+        history = result.history
+        training = {
+            "best_epoch": result.best_epoch,
+            "epochs_run": len(result.history),
+            "stopped_early": result.stopped_early,
+            "resumed_from_epoch": result.resumed_from_epoch,
+            "seconds": round(result.seconds, 2),
+        }
+    bundle = Bundle(model, entry.name, kwargs, task, modality, preprocessor)
+    if task.type == "binary":
+        threshold_cfg = cfg.evaluate.threshold
+        bundle.threshold = choose_threshold(y_val, bundle.predict_scores(val_records.inputs), threshold_cfg.method, threshold_cfg.value)
+    return FitResult(bundle, history, training)
+
+
+def evaluate_run(
+    bundle: Bundle,
+    records: Records,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    test_idx: np.ndarray,
+    cfg: RunConfig,
+    training: dict[str, Any],
+) -> dict[str, Any]:
+    """``metrics.json``'s content: the model's test metrics with CIs, and the baselines beside it."""
+    from medtorch.evaluation.metrics import evaluate
+
+    test = records.subset(test_idx)
+    y_test = _evaluation_target(bundle.task, test.target)
+    scores = bundle.predict_scores(test.inputs)
+    ev = cfg.evaluate
+    options = {"groups": test.groups, "n_bootstrap": ev.bootstrap, "confidence": ev.confidence, "seed": cfg.train.seed}
+    summary: dict[str, Any] = {
+        "task": bundle.task.type,
+        "n": int(len(test_idx)),
+        "model": bundle.model_name,
+        "threshold": bundle.threshold,
+        "metrics": evaluate(bundle.task, y_test, scores, bundle.threshold, **options),
+        "classes": bundle.task.get_config().get("classes", []),
+        "positive": bundle.task.get_config().get("positive"),
+        "splits": _split_summary(records, bundle.task, train_idx, val_idx, test_idx),
+        "training": training,
+        "curves": _curves(bundle.task, y_test, scores),
+        "baselines": {},
+    }
+    if ev.baselines:
+        for name in bundle.modality.baselines:
+            if name == bundle.model_name:
+                continue
+            baseline_cfg = cfg.model_copy(update={"model": ModelConfig(name=name)})
+            baseline = fit_bundle(bundle.modality, records, train_idx, val_idx, bundle.task, baseline_cfg).bundle
+            baseline_scores = baseline.predict_scores(test.inputs)
+            summary["baselines"][name] = {
+                "threshold": baseline.threshold,
+                "metrics": evaluate(bundle.task, y_test, baseline_scores, baseline.threshold, **options),
+                "curves": _curves(bundle.task, y_test, baseline_scores),
+            }
+    return summary
+
+
+def predict(bundle: str | Path | Bundle, data: Any) -> Any:
+    """Predictions of a bundle for a file or DataFrame, applying the bundle's saved preprocessing.
+
+    >>> table = predict("runs/heart/bundle", "new_patients.csv")
+    """
+    bundle = load_bundle(bundle) if not isinstance(bundle, Bundle) else bundle
+    return bundle.predict(data)
+
+
+def resolve_config(cfg: RunConfig, modality: Modality, task: Task, n_train: int) -> RunConfig:
+    """``cfg`` with every data-dependent default decided (written to the run's ``config.yaml``)."""
+    from medtorch.training import auto_batch_size
+
+    name = cfg.model.name or modality.default_model
+    entry = get_model_entry(name)
+    train_updates: dict[str, Any] = {}
+    if cfg.train.batch_size == "auto":
+        train_updates["batch_size"] = auto_batch_size(n_train)
+    if cfg.train.lr is None:
+        train_updates["lr"] = entry.defaults.get("lr", 1e-3)
+    if cfg.train.weight_decay is None:
+        train_updates["weight_decay"] = entry.defaults.get("weight_decay", 0.0)
+    task_updates: dict[str, Any] = {"type": task.type}
+    if task.type == "binary":
+        task_updates["positive"] = task.positive
+    return parse_config(
+        merge(
+            cfg.model_dump(mode="json"),
+            {
+                "data": {"format": modality.name},
+                "task": task_updates,
+                "model": {"name": name},
+                "train": train_updates,
+            },
+        )
+    )
+
+
+# ---------------------------------------------------------------- helpers
+def _as_config(config: Any, overrides: dict[str, Any]) -> RunConfig:
+    if isinstance(config, RunConfig):
+        return parse_config(merge(config.model_dump(mode="json"), overrides))
+    if isinstance(config, dict):
+        return parse_config(merge(config, overrides))
+    return load_config(config, overrides)
+
+
+def _prepare_out_dir(out_dir: Path, overwrite: bool) -> Path:
+    if (out_dir / "metrics.json").exists():
+        if not overwrite:
+            raise MedtorchError(f"{out_dir} already holds a finished run; choose another --out or pass --overwrite")
+        for name in RUN_FILES:
+            target = out_dir / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir
+
+
+def _split(modality: Modality, source: Any, records: Records, cfg: RunConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    labels = modality.split_labels(source, cfg.data)
+    if labels is not None:
+        named = {"train": [], "val": [], "test": []}
+        aliases = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+        for index, label in enumerate(labels):
+            if label not in aliases:
+                raise DataError(f"split column value {label!r} at row {index + 1} is not train, val or test")
+            named[aliases[label]].append(index)
+        train, val, test = (np.asarray(named[k], dtype=int) for k in ("train", "val", "test"))
+        if not len(train) or not len(val):
+            raise DataError("a predefined split needs train and val rows")
+        assert_no_group_leak(records.groups, train, val, test, names=("train", "validation", "test"))
+        return train, val, test
+    target = records.target if records.target.ndim == 1 else None
+    return train_val_test_split(
+        target, records.groups, val_size=cfg.data.val_size, test_size=cfg.data.test_size, seed=cfg.train.seed
+    )
+
+
+def _checked_kwargs(entry: ModelEntry, kwargs: dict[str, Any]) -> dict[str, Any]:
+    parameters = inspect.signature(entry.factory).parameters
+    for key in kwargs:
+        if key not in parameters:
+            raise ConfigError(f"model {entry.name!r} has no argument {key!r}{_did_you_mean(key, parameters)}")
+    return kwargs
+
+
+def _sklearn_target(task: Task, encoded: np.ndarray) -> np.ndarray:
+    return encoded.astype(int) if task.type in ("binary", "multilabel") else encoded
+
+
+def _evaluation_target(task: Task, raw: np.ndarray) -> np.ndarray:
+    return np.asarray(raw, dtype=float) if task.type == "regression" else task.encode(raw)
+
+
+def _label_names(cfg: RunConfig) -> list[str] | None:
+    return list(cfg.data.target) if isinstance(cfg.data.target, list) else None
+
+
+def _fingerprint(cfg: RunConfig) -> str:
+    return hashlib.sha256(json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _write_yaml(path: Path, cfg: RunConfig) -> None:
+    import yaml
+
+    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+
+
+def _split_summary(records: Records, task: Task, *splits: np.ndarray) -> dict[str, Any]:
+    summary = {}
+    for name, indices in zip(("train", "val", "test"), splits):
+        part: dict[str, Any] = {"n": int(len(indices))}
+        if records.groups is not None:
+            part["patients"] = int(len(np.unique(records.groups[indices])))
+        if task.type in ("binary", "multiclass") and len(indices):
+            values, counts = np.unique(records.target[indices].astype(str), return_counts=True)
+            part["classes"] = dict(zip(values.tolist(), counts.astype(int).tolist()))
+        summary[name] = part
+    return summary
+
+
+def _curves(task: Task, y: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
+    """ROC and precision-recall points (binary tasks), thinned for the report."""
+    if task.type != "binary" or len(np.unique(y)) < 2:
+        return {}
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    fpr, tpr, _ = roc_curve(y, scores)
+    precision, recall, _ = precision_recall_curve(y, scores)
+    keep = lambda a: np.round(a[np.linspace(0, len(a) - 1, min(len(a), 200)).astype(int)], 4).tolist()  # noqa: E731
+    return {"roc": {"fpr": keep(fpr), "tpr": keep(tpr)}, "pr": {"recall": keep(recall), "precision": keep(precision)}}

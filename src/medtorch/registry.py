@@ -1,0 +1,102 @@
+"""Registries for models and modalities, in the manner of timm.
+
+One decorator registers, one factory builds, one listing enumerates::
+
+    @register_model("mlp", modality="tabular")
+    def mlp(in_features: int, out_features: int) -> nn.Module: ...
+
+    model = create_model("mlp", in_features=30, out_features=1)
+    names = list_models(modality="tabular")
+
+Built-in and third-party modules announce themselves through the ``medtorch.plugins``
+entry-point group, so this core module never imports a modality: the first look-up imports
+every plugin module, and each registers what it defines.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from importlib import import_module
+from importlib.metadata import entry_points
+from typing import Any, Callable
+
+from medtorch.errors import ConfigError
+
+PLUGIN_GROUP = "medtorch.plugins"
+_plugins_loaded = False
+
+
+def load_plugins() -> None:
+    """Import every module registered under the ``medtorch.plugins`` entry-point group (once)."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    for entry in entry_points(group=PLUGIN_GROUP):
+        import_module(entry.value)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A registered model factory.
+
+    ``kind`` is ``"torch"`` for an ``nn.Module`` trained by the medtorch trainer, or
+    ``"sklearn"`` for a scikit-learn estimator fitted on the preprocessed features.
+    """
+
+    name: str
+    modality: str
+    factory: Callable[..., Any]
+    kind: str = "torch"
+    description: str = ""
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+
+_MODELS: dict[str, ModelEntry] = {}
+
+
+def register_model(
+    name: str, *, modality: str, kind: str = "torch", **defaults: Any
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a model factory under ``name``; ``defaults`` are training hints (e.g. ``lr``)."""
+
+    def decorator(factory: Callable[..., Any]) -> Callable[..., Any]:
+        if name in _MODELS and _MODELS[name].factory is not factory:
+            raise ValueError(f"model {name!r} is already registered")
+        doc = (factory.__doc__ or "").strip().splitlines()
+        _MODELS[name] = ModelEntry(name, modality, factory, kind, doc[0] if doc else "", defaults)
+        return factory
+
+    return decorator
+
+
+def get_model_entry(name: str) -> ModelEntry:
+    """Return the registry entry for ``name``; an unknown name is a :class:`ConfigError`."""
+    load_plugins()
+    if name not in _MODELS:
+        raise ConfigError(f"unknown model {name!r}{_did_you_mean(name, _MODELS)}; see `medtorch models`")
+    return _MODELS[name]
+
+
+def create_model(name: str, **kwargs: Any) -> Any:
+    """Build the registered model ``name`` with ``kwargs``.
+
+    >>> model = create_model("mlp", in_features=4, out_features=1)
+    """
+    return get_model_entry(name).factory(**kwargs)
+
+
+def list_models(modality: str | None = None, kind: str | None = None) -> list[str]:
+    """Names of registered models, optionally only those of one modality or kind."""
+    load_plugins()
+    return sorted(
+        name
+        for name, entry in _MODELS.items()
+        if (modality is None or entry.modality == modality) and (kind is None or entry.kind == kind)
+    )
+
+
+def _did_you_mean(name: str, choices: Any) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
