@@ -265,6 +265,23 @@ class TabularPreprocessor(Preprocessor):
             blocks.append((values[:, None] == np.array(spec["categories"], dtype=object)[None, :]).astype(float))
         return np.hstack(blocks).astype(np.float32) if blocks else np.zeros((n, 0), np.float32)
 
+    def write_features(self, source: str | Path, out_path: str | Path, *, chunksize: int = 100_000) -> Path:
+        """Transform a CSV chunk by chunk into a ``.npy`` feature file (for :class:`MemmapDataset`).
+
+        Only one chunk is in memory at a time, so the table may be larger than memory.
+        """
+        from numpy.lib.format import open_memmap
+
+        n_rows = sum(len(chunk) for chunk in pd.read_csv(source, usecols=[0], chunksize=chunksize))
+        features = open_memmap(out_path, mode="w+", dtype=np.float32, shape=(n_rows, len(self.feature_names)))
+        start = 0
+        for chunk in pd.read_csv(source, chunksize=chunksize, na_values=MISSING_CODES, skipinitialspace=True):
+            chunk.columns = [str(c).strip() for c in chunk.columns]
+            features[start : start + len(chunk)] = self.feature_matrix(chunk)
+            start += len(chunk)
+        features.flush()
+        return Path(out_path)
+
     def model_kwargs(self) -> dict[str, Any]:
         return {"in_features": len(self.feature_names)}
 

@@ -25,7 +25,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset, default_collate
 
 from medtorch.config import TrainConfig
 from medtorch.errors import MedtorchError
@@ -146,9 +146,8 @@ class Trainer:
         self._seed_epoch(epoch)
         self.model.train()
         total, count = 0.0, 0
-        batches = list(self._batches(train, epoch))
-        bar.start_epoch(len(batches))
-        for x, y in batches:
+        bar.start_epoch(self._steps_per_epoch(len(train)))
+        for x, y in self._batches(train, epoch):
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             self.optimizer.zero_grad(set_to_none=True)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
@@ -185,11 +184,15 @@ class Trainer:
         else:
             order = torch.randperm(n, generator=generator)
         world, rank = self.dist.world_size, self.dist.rank
-        for start in range(0, n, self.batch_size):
-            batch = order[start : start + self.batch_size]
-            if len(batch) < world:
-                break  # every process needs a share, or DDP would wait forever
-            yield _fetch(train, batch[rank::world], self.config.num_workers)
+        # every process needs a share of a batch, or DDP would wait forever: drop a smaller tail
+        shares = [batch[rank::world] for batch in order.split(self.batch_size) if len(batch) >= world]
+        if isinstance(train, TensorDataset):
+            features, targets = train.tensors
+            return ((features[share], targets[share]) for share in shares)
+        if self.config.num_workers == 0:
+            return (default_collate([train[i] for i in share.tolist()]) for share in shares)
+        batch_sampler = [share.tolist() for share in shares]
+        return iter(DataLoader(train, batch_sampler=batch_sampler, num_workers=self.config.num_workers))
 
     def _steps_per_epoch(self, n: int) -> int:
         full, rest = divmod(n, self.batch_size)
@@ -291,14 +294,6 @@ def _balanced_sample_weights(dataset: Dataset) -> torch.Tensor:
         raise MedtorchError("balanced sampling needs a single-label target; use class_weights for multi-label tasks")
     _, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
     return 1.0 / counts[inverse].double()
-
-
-def _fetch(dataset: Dataset, indices: torch.Tensor, num_workers: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A batch: direct indexing for in-memory tensors, else a DataLoader over the indices."""
-    if isinstance(dataset, TensorDataset):
-        return dataset.tensors[0][indices], dataset.tensors[1][indices]
-    loader = DataLoader(dataset, batch_size=len(indices), sampler=indices.tolist(), num_workers=num_workers)
-    return next(iter(loader))
 
 
 def _write_log(path: Path, history: list[dict[str, float]]) -> None:
