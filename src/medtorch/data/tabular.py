@@ -107,7 +107,7 @@ class Tabular(Modality):
     """Rows of clinical features (vitals, labs, demographics)."""
 
     name = "tabular"
-    default_model = "ft_transformer"
+    default_model = "tabm"
     baselines = ("logistic_regression", "hist_gradient_boosting")
 
     @classmethod

@@ -4,6 +4,8 @@
 - ``resmlp``: the residual MLP of Gorishniy et al. 2021 ("Revisiting Deep Learning Models
   for Tabular Data"), with LayerNorm in place of BatchNorm so a batch of one still trains.
 - ``ft_transformer``: FT-Transformer from the same paper, with its default configuration.
+- ``tabm`` (the default): TabM-mini of Gorishniy et al. 2025 ("TabM: Advancing Tabular Deep
+  Learning with Parameter-Efficient Ensembling"), an ensemble of MLPs in one module.
 
 >>> model = create_model("ft_transformer", in_features=30, out_features=1)
 """
@@ -114,3 +116,42 @@ def ft_transformer(
 ) -> nn.Module:
     """FT-Transformer (Gorishniy et al. 2021) with the paper's default configuration."""
     return FTTransformer(in_features, out_features, d_token, n_blocks, n_heads, ffn_factor, dropout)
+
+
+class TabMMini(nn.Module):
+    """TabM-mini: ``k`` MLP members sharing their weights, told apart by a per-member input scaling.
+
+    In training mode it returns every member's logits, shape ``(batch, k, out)``, and the
+    trainer gives each member its own loss; in eval mode it returns the members' mean logit.
+    """
+
+    trains_members = True
+
+    def __init__(self, in_features: int, out_features: int, k: int, width: int, n_blocks: int, dropout: float):
+        super().__init__()
+        self.k = k
+        # random-sign initialisation of the adapters, as in the paper, so members differ from the start
+        signs = torch.randint(0, 2, (k, in_features)).float() * 2 - 1
+        self.adapter = nn.Parameter(signs)
+        layers: list[nn.Module] = []
+        size = in_features
+        for _ in range(n_blocks):
+            layers += [nn.Linear(size, width), nn.ReLU(), nn.Dropout(dropout)]
+            size = width
+        self.body = nn.Sequential(*layers)
+        self.head_weight = nn.Parameter(torch.empty(k, size, out_features))
+        self.head_bias = nn.Parameter(torch.zeros(k, out_features))
+        nn.init.uniform_(self.head_weight, -(size**-0.5), size**-0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden = self.body(x.unsqueeze(1) * self.adapter)  # (batch, k, width)
+        logits = torch.einsum("bkw,kwo->bko", hidden, self.head_weight) + self.head_bias
+        return logits if self.training else logits.mean(dim=1)
+
+
+@register_model("tabm", modality="tabular", lr=2e-3, weight_decay=3e-4)
+def tabm(
+    in_features: int, out_features: int, k: int = 32, width: int = 256, n_blocks: int = 3, dropout: float = 0.1
+) -> nn.Module:
+    """TabM-mini (Gorishniy et al. 2025): an efficient ensemble of k MLPs; strong on small tables."""
+    return TabMMini(in_features, out_features, k, width, n_blocks, dropout)

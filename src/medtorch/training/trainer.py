@@ -94,6 +94,8 @@ class Trainer:
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        # a model that trains k ensemble members at once (TabM) says so; see _per_member
+        self.trains_members = bool(getattr(self.module, "trains_members", False))
         self.optimizer = _make_optimizer(config, self.module.parameters(), lr, weight_decay)
         mp = config.mixed_precision
         self.autocast = self.device.type == "cuda" and (mp is True or mp == "auto")
@@ -151,7 +153,8 @@ class Trainer:
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             self.optimizer.zero_grad(set_to_none=True)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-                loss = loss_fn(self.model(x).float(), y)
+                output = self.model(x).float()
+                loss = loss_fn(*_per_member(output, y) if self.trains_members else (output, y))
             loss.backward()
             if self.config.grad_clip:
                 torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.config.grad_clip)
@@ -278,6 +281,12 @@ def _make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer, steps
         return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _per_member(output: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Output ``(batch, k, out)`` and target with the ``k`` ensemble members folded into the batch,
+    so each member gets its own loss on the same targets."""
+    return output.flatten(0, 1), target.repeat_interleave(output.shape[1], dim=0)
 
 
 def _targets(dataset: Dataset) -> torch.Tensor:
