@@ -88,7 +88,8 @@ def _is_row_identifier(name: str, column: pd.Series) -> bool:
         return column.is_unique
     if pd.api.types.is_integer_dtype(column) and len(column) > 20 and column.is_unique:
         return bool(column.is_monotonic_increasing and column.iloc[-1] - column.iloc[0] == len(column) - 1)
-    return column.dtype == object and column.is_unique and len(column) > 20
+    is_text = pd.api.types.is_string_dtype(column) or column.dtype == object  # pandas 3 reads text as "str"
+    return is_text and column.is_unique and len(column) > 20
 
 
 def _find(frame: pd.DataFrame, names: tuple[str, ...]) -> list[str]:
