@@ -86,7 +86,7 @@ def train(
     from medtorch.evaluation.report import write_report
 
     evaluated_on = test_idx if len(test_idx) else val_idx
-    summary = evaluate_run(fitted.bundle, records, train_idx, val_idx, evaluated_on, cfg, fitted.training)
+    summary = evaluate_run(fitted.bundle, records, train_idx, val_idx, evaluated_on, cfg, fitted.training, progress=progress)
     summary["evaluated_on"] = "test" if len(test_idx) else "validation"
     (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
     write_report(out_dir / "report.html", summary, fitted.history)
@@ -173,6 +173,8 @@ def evaluate_run(
     test_idx: np.ndarray,
     cfg: RunConfig,
     training: dict[str, Any],
+    *,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """``metrics.json``'s content: the model's test metrics with CIs, and the baselines beside it."""
     from medtorch.evaluation.metrics import evaluate
@@ -182,6 +184,8 @@ def evaluate_run(
     scores = bundle.predict_scores(test.inputs)
     ev = cfg.evaluate
     options = {"groups": test.groups, "n_bootstrap": ev.bootstrap, "confidence": ev.confidence, "seed": cfg.train.seed}
+    baselines = [name for name in bundle.modality.baselines if ev.baselines and name != bundle.model_name]
+    steps = _Steps(progress, total=1 + len(baselines), description=f"evaluating ({ev.bootstrap} bootstrap resamples)")
     summary: dict[str, Any] = {
         "task": bundle.task.type,
         "n": int(len(test_idx)),
@@ -195,18 +199,18 @@ def evaluate_run(
         "curves": _curves(bundle.task, y_test, scores),
         "baselines": {},
     }
-    if ev.baselines:
-        for name in bundle.modality.baselines:
-            if name == bundle.model_name:
-                continue
-            baseline_cfg = cfg.model_copy(update={"model": ModelConfig(name=name)})
-            baseline = fit_bundle(bundle.modality, records, train_idx, val_idx, bundle.task, baseline_cfg).bundle
-            baseline_scores = baseline.predict_scores(test.inputs)
-            summary["baselines"][name] = {
-                "threshold": baseline.threshold,
-                "metrics": evaluate(bundle.task, y_test, baseline_scores, baseline.threshold, **options),
-                "curves": _curves(bundle.task, y_test, baseline_scores),
-            }
+    steps.advance()
+    for name in baselines:
+        baseline_cfg = cfg.model_copy(update={"model": ModelConfig(name=name)})
+        baseline = fit_bundle(bundle.modality, records, train_idx, val_idx, bundle.task, baseline_cfg).bundle
+        baseline_scores = baseline.predict_scores(test.inputs)
+        summary["baselines"][name] = {
+            "threshold": baseline.threshold,
+            "metrics": evaluate(bundle.task, y_test, baseline_scores, baseline.threshold, **options),
+            "curves": _curves(bundle.task, y_test, baseline_scores),
+        }
+        steps.advance()
+    steps.close()
     return summary
 
 
@@ -249,6 +253,27 @@ def resolve_config(cfg: RunConfig, modality: Modality, task: Task, n_train: int)
 
 
 # ---------------------------------------------------------------- helpers
+class _Steps:
+    """A rich progress bar over a few coarse steps (silent when disabled)."""
+
+    def __init__(self, enabled: bool, total: int, description: str):
+        self.progress = None
+        if enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+            self.progress.start()
+            self.task = self.progress.add_task(description, total=total)
+
+    def advance(self) -> None:
+        if self.progress:
+            self.progress.advance(self.task)
+
+    def close(self) -> None:
+        if self.progress:
+            self.progress.stop()
+
+
 def _as_config(config: Any, overrides: dict[str, Any]) -> RunConfig:
     if isinstance(config, RunConfig):
         return parse_config(merge(config.model_dump(mode="json"), overrides))
