@@ -71,7 +71,8 @@ def train(
             "train": {"epochs": epochs, "seed": seed, "device": device},
         },
     )
-    _print_summary(result.metrics, result.out_dir)
+    if result.metrics:
+        _print_summary(result.metrics, result.out_dir)
 
 
 @app.command()

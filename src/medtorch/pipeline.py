@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,9 +79,13 @@ def train(
     task = infer_task(records.target, cfg.task.type, cfg.task.positive, _label_names(cfg))
     train_idx, val_idx, test_idx = _split(modality, source, records, cfg)
     cfg = resolve_config(cfg, modality, task, len(train_idx))
-    _write_yaml(out_dir / "config.yaml", cfg)
+    main_process = is_main_process()
+    if main_process:
+        _write_yaml(out_dir / "config.yaml", cfg)
 
     fitted = fit_bundle(modality, records, train_idx, val_idx, task, cfg, run_dir=out_dir, progress=progress)
+    if not main_process:  # under torchrun the other processes only help train
+        return RunResult(out_dir, cfg, {}, fitted.bundle)
     fitted.bundle.save(out_dir / "bundle")
 
     from medtorch.evaluation.report import write_report
@@ -282,8 +287,13 @@ def _as_config(config: Any, overrides: dict[str, Any]) -> RunConfig:
     return load_config(config, overrides)
 
 
+def is_main_process() -> bool:
+    """False in the non-zero ranks of a ``torchrun`` job (they train but write nothing)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def _prepare_out_dir(out_dir: Path, overwrite: bool) -> Path:
-    if (out_dir / "metrics.json").exists():
+    if (out_dir / "metrics.json").exists() and is_main_process():
         if not overwrite:
             raise MedtorchError(f"{out_dir} already holds a finished run; choose another --out or pass --overwrite")
         for name in RUN_FILES:
