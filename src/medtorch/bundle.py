@@ -46,6 +46,7 @@ class Bundle:
     modality: Modality
     preprocessor: Preprocessor
     threshold: float | None = None
+    data_config: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -60,13 +61,18 @@ class Bundle:
             return sklearn_scores(self.model, self.task, self.preprocessor.feature_matrix(inputs))
         return predict_scores(self.model, self.task, self.preprocessor.dataset(inputs, np.zeros(len(inputs))))
 
-    def predict(self, source: Any, data_config: Any = None) -> Any:
+    def read(self, source: Any) -> Any:
+        """Records of new data, read the way the training data was (missing codes, columns, types)."""
+        from medtorch.config import DataConfig
+
+        settings = {**self.data_config, "path": None, "target": None, "split_column": None}
+        return self.modality.read(source, DataConfig(**settings, **self.preprocessor.reading_config()), with_target=False)
+
+    def predict(self, source: Any) -> Any:
         """A DataFrame of scores and predicted labels for a file or DataFrame, one row per input row."""
         import pandas as pd
 
-        from medtorch.config import DataConfig
-
-        records = self.modality.read(source, data_config or DataConfig(), with_target=False)
+        records = self.read(source)
         scores = self.predict_scores(records.inputs)
         table = pd.DataFrame(index=range(len(scores)))
         if records.groups is not None:
@@ -127,6 +133,7 @@ def save_bundle(bundle: Bundle, path: str | Path) -> Path:
         },
         "task": bundle.task.get_config(),
         "threshold": bundle.threshold,
+        "data": _jsonable(bundle.data_config),
         "preprocessing": bundle.preprocessor.get_config(),
         "metadata": _jsonable(bundle.metadata),
     }
@@ -171,6 +178,7 @@ def load_bundle(path: str | Path) -> Bundle:
         modality=modality,
         preprocessor=modality.preprocessor_from_config(config["preprocessing"]),
         threshold=config.get("threshold"),
+        data_config=config.get("data", {}),
         metadata=config.get("metadata", {}),
     )
 

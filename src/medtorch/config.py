@@ -29,6 +29,7 @@ class DataConfig(_Strict):
     format: str | None = Field(None, description="modality name (tabular, ...); detected when unset")
     target: str | list[str] | None = Field(None, description="target column; several columns make a multi-label task")
     group_column: str | None = Field(None, description="patient id: all of a patient's rows stay on one side of every split")
+    feature_columns: list[str] | None = Field(None, description="use exactly these columns as features (default: inferred)")
     id_columns: list[str] | None = Field(None, description="identifier columns, never used as features")
     attribute_columns: list[str] | None = Field(None, description="subgroup columns (sex, age, site) for subgroup metrics")
     numeric_columns: list[str] | None = Field(None, description="force these columns to be numeric")
@@ -105,7 +106,7 @@ def parse_config(raw: dict[str, Any]) -> RunConfig:
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as error:
-        raise ConfigError("config: " + "; ".join(_describe(e) for e in error.errors())) from None
+        raise ConfigError("config: " + "; ".join(_describe_all(error.errors()))) from None
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
@@ -136,9 +137,32 @@ def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def _describe_all(errors: list[dict[str, Any]]) -> list[str]:
+    """One entry per config key: the alternatives of a field that takes several types are joined."""
+    by_key: dict[str, list[str]] = {}
+    for error in errors:
+        key = ".".join(str(part) for part in _field_path(error["loc"]))
+        by_key.setdefault(key, []).append(_describe(error))
+    return [messages[0] if len(messages) == 1 else f"{key}: " + ", or ".join(m.split(": ", 1)[1] for m in messages) for key, messages in by_key.items()]
+
+
+def _field_path(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``loc`` cut after the last config field (dropping the type tags pydantic appends for union members)."""
+    model: Any = RunConfig
+    for depth, part in enumerate(loc):
+        fields = getattr(model, "model_fields", None)
+        if fields is None:
+            return loc[:depth]
+        if str(part) not in fields:
+            return loc[: depth + 1]
+        model = fields[str(part)].annotation
+    return loc
+
+
 def _describe(error: dict[str, Any]) -> str:
-    location = ".".join(str(part) for part in error["loc"])
+    location = ".".join(str(part) for part in _field_path(error["loc"]))
     if error["type"] == "extra_forbidden":
+        location = ".".join(str(part) for part in error["loc"])
         section, key = _owner(error["loc"]), str(error["loc"][-1])
         close = difflib.get_close_matches(key, list(section.model_fields), n=1) if section else []
         hint = f" (did you mean {close[0]!r}?)" if close else ""

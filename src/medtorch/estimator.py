@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from medtorch.bundle import Bundle, load_bundle
-from medtorch.config import DataConfig, parse_config
+from medtorch.config import parse_config
 from medtorch.data.base import detect_modality
 from medtorch.data.splits import train_val_test_split
 from medtorch.errors import ConfigError
@@ -130,4 +130,4 @@ class Classifier(ClassifierMixin, BaseEstimator):
         return classifier
 
     def _inputs(self, X: Any) -> Any:
-        return self.bundle_.modality.read(X, DataConfig(), with_target=False).inputs
+        return self.bundle_.read(X).inputs

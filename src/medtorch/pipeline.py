@@ -29,6 +29,8 @@ from medtorch.errors import ConfigError, DataError, MedtorchError
 from medtorch.registry import ModelEntry, _did_you_mean, create_model, get_model_entry
 from medtorch.tasks import Task, infer_task
 
+# how new data must be read to match training (the feature columns and types come from the preprocessor)
+BUNDLED_DATA_SETTINGS = ("format", "group_column", "attribute_columns", "missing_values", "column_missing_values")
 RUN_FILES = ("config.yaml", "bundle", "metrics.json", "train_log.csv", "report.html", "checkpoint.safetensors", "predictions.csv")
 
 
@@ -72,7 +74,8 @@ def train(
     source = data if data is not None and not isinstance(data, (str, Path)) else cfg.data.path
     if source is None:
         raise ConfigError("no data given (--data PATH or data.path)")
-    out_dir = _prepare_out_dir(Path(out), overwrite)
+    out_dir = Path(out)
+    _refuse_finished_run(out_dir, overwrite)
 
     modality = get_modality(cfg.data.format) if cfg.data.format else detect_modality(source)
     records = modality.read(source, cfg.data)
@@ -81,6 +84,7 @@ def train(
     cfg = resolve_config(cfg, modality, task, len(train_idx))
     main_process = is_main_process()
     if main_process:
+        _prepare_out_dir(out_dir, overwrite)
         _write_yaml(out_dir / "config.yaml", cfg)
 
     fitted = fit_bundle(modality, records, train_idx, val_idx, task, cfg, run_dir=out_dir, progress=progress)
@@ -127,7 +131,11 @@ def fit_bundle(
     if entry.kind == "sklearn":
         kwargs = _checked_kwargs(entry, {"task_type": task.type, "seed": cfg.train.seed, **cfg.model.kwargs()})
         model = create_model(entry.name, **kwargs)
-        model.fit(preprocessor.feature_matrix(train_records.inputs), _sklearn_target(task, y_train))
+        from threadpoolctl import threadpool_limits
+
+        # on small tables, OpenMP threads cost more than they give (and oversubscribe busy machines)
+        with threadpool_limits(1 if len(train_idx) < 20_000 else None):
+            model.fit(preprocessor.feature_matrix(train_records.inputs), _sklearn_target(task, y_train))
     else:
         import torch
 
@@ -163,7 +171,8 @@ def fit_bundle(
             "resumed_from_epoch": result.resumed_from_epoch,
             "seconds": round(result.seconds, 2),
         }
-    bundle = Bundle(model, entry.name, kwargs, task, modality, preprocessor)
+    reading = {k: v for k, v in cfg.data.model_dump(mode="json").items() if k in BUNDLED_DATA_SETTINGS}
+    bundle = Bundle(model, entry.name, kwargs, task, modality, preprocessor, data_config=reading)
     if task.type == "binary":
         threshold_cfg = cfg.evaluate.threshold
         bundle.threshold = choose_threshold(y_val, bundle.predict_scores(val_records.inputs), threshold_cfg.method, threshold_cfg.value)
@@ -292,10 +301,14 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def _refuse_finished_run(out_dir: Path, overwrite: bool) -> None:
+    if (out_dir / "metrics.json").exists() and not overwrite:
+        raise MedtorchError(f"{out_dir} already holds a finished run; choose another --out or pass --overwrite")
+
+
 def _prepare_out_dir(out_dir: Path, overwrite: bool) -> Path:
-    if (out_dir / "metrics.json").exists() and is_main_process():
-        if not overwrite:
-            raise MedtorchError(f"{out_dir} already holds a finished run; choose another --out or pass --overwrite")
+    """Create the run folder; with ``overwrite``, first remove a finished run's files."""
+    if (out_dir / "metrics.json").exists() and overwrite:
         for name in RUN_FILES:
             target = out_dir / name
             shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)

@@ -109,6 +109,11 @@ class Preprocessor(ABC):
     def from_config(cls, config: dict[str, Any]) -> Preprocessor:
         """Rebuild a fitted preprocessor from :meth:`get_config`'s output."""
 
+    def reading_config(self) -> dict[str, Any]:
+        """Data-config settings that make new data be read exactly as the training data was
+        (e.g. the feature columns and their types); applied by :meth:`Bundle.predict`."""
+        return {}
+
     def dataset(self, inputs: Any, targets: np.ndarray, *, train: bool = False) -> torch.utils.data.Dataset:
         """A dataset of ``(model input, target)`` pairs; ``train=True`` lets a modality augment."""
         import torch

@@ -25,7 +25,7 @@ def assert_no_group_leak(groups: np.ndarray | None, *index_sets: np.ndarray, nam
         for group in np.unique(groups[indices]):
             if group in seen and seen[group] != name:
                 raise LeakageError(
-                    f"patient {group!r} appears in both {seen[group]} and {name}; "
+                    f"patient {group.item() if isinstance(group, np.generic) else group!r} appears in both {seen[group]} and {name}; "
                     "a patient's samples must all be on one side of a split"
                 )
             seen.setdefault(group, name)

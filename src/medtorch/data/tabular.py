@@ -84,12 +84,22 @@ def _looks_numeric(column: pd.Series) -> bool:
 
 
 def _is_row_identifier(name: str, column: pd.Series) -> bool:
+    """Named like an id, a row counter, or unique free text (a mostly-numeric column is never an id)."""
     if name.lower() in ID_NAMES or name.startswith("Unnamed:"):
         return column.is_unique
     if pd.api.types.is_integer_dtype(column) and len(column) > 20 and column.is_unique:
         return bool(column.is_monotonic_increasing and column.iloc[-1] - column.iloc[0] == len(column) - 1)
     is_text = pd.api.types.is_string_dtype(column) or column.dtype == object  # pandas 3 reads text as "str"
-    return is_text and column.is_unique and len(column) > 20
+    return is_text and not _looks_numeric(column) and column.is_unique and len(column) > 20
+
+
+def category_label(value: Any) -> Any:
+    """The one string form of a category value: ``1``, ``1.0`` and ``"1"`` are all ``"1"``; NaN stays NaN."""
+    if pd.isna(value):
+        return value
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value).strip()
 
 
 def _find(frame: pd.DataFrame, names: tuple[str, ...]) -> list[str]:
@@ -132,19 +142,26 @@ class Tabular(Modality):
                 raise DataError(f"target column {targets[0]!r} has no values")
             frame = frame.loc[~unlabeled].reset_index(drop=True)
         group = data_config.group_column or next(iter(_find(frame, GROUP_NAMES)), None)
-        if group is not None:
-            _require_columns(frame, [group], "group")
         attributes = data_config.attribute_columns
         attributes = _find(frame, ATTRIBUTE_NAMES) if attributes is None else attributes
+        if not with_target:  # new data to predict on need not carry patient ids or subgroups
+            group = group if group in frame.columns else None
+            attributes = [a for a in attributes if a in frame.columns]
+        if group is not None:
+            _require_columns(frame, [group], "group")
         _require_columns(frame, attributes, "attribute")
         reserved = set(targets) | {group} | set(data_config.drop_columns)
         if data_config.split_column:
             _require_columns(frame, [data_config.split_column], "split")
             reserved.add(data_config.split_column)
-        ids = data_config.id_columns
-        if ids is None:
-            ids = [c for c in frame.columns if c not in reserved and _is_row_identifier(c, frame[c])]
-        features = [c for c in frame.columns if c not in reserved and c not in ids]
+        if data_config.feature_columns is not None:
+            features = list(data_config.feature_columns)
+            _require_columns(frame, features, "feature")
+        else:
+            ids = data_config.id_columns
+            if ids is None:
+                ids = [c for c in frame.columns if c not in reserved and _is_row_identifier(c, frame[c])]
+            features = [c for c in frame.columns if c not in reserved and c not in ids]
         if not features:
             raise DataError("no feature columns left after removing target, ids and dropped columns")
         inputs = self._typed_features(frame[features], data_config)
@@ -168,7 +185,7 @@ class Tabular(Modality):
         for name in features.columns:
             column = features[name]
             is_numeric = name in numeric or (name not in categorical and _looks_numeric(column))
-            typed[name] = coerce_numeric(column) if is_numeric else column.map(lambda v: v if pd.isna(v) else str(v))
+            typed[name] = coerce_numeric(column) if is_numeric else column.map(category_label).astype(object)
         return pd.DataFrame(typed)
 
     def split_labels(self, source: Any, data_config: DataConfig) -> np.ndarray | None:
@@ -262,7 +279,7 @@ class TabularPreprocessor(Preprocessor):
             if spec["indicator"]:
                 blocks.append(inputs[spec["name"]].isna().to_numpy(dtype=float)[:, None])
         for spec in self.categorical:
-            values = inputs[spec["name"]].map(lambda v: MISSING_CATEGORY if pd.isna(v) else str(v)).to_numpy()
+            values = inputs[spec["name"]].map(lambda v: MISSING_CATEGORY if pd.isna(v) else category_label(v)).to_numpy()
             blocks.append((values[:, None] == np.array(spec["categories"], dtype=object)[None, :]).astype(float))
         return np.hstack(blocks).astype(np.float32) if blocks else np.zeros((n, 0), np.float32)
 
@@ -285,6 +302,11 @@ class TabularPreprocessor(Preprocessor):
 
     def model_kwargs(self) -> dict[str, Any]:
         return {"in_features": len(self.feature_names)}
+
+    def reading_config(self) -> dict[str, Any]:
+        numeric = [c["name"] for c in self.numeric]
+        categorical = [c["name"] for c in self.categorical]
+        return {"feature_columns": numeric + categorical, "numeric_columns": numeric, "categorical_columns": categorical}
 
     def get_config(self) -> dict[str, Any]:
         return {"numeric": self.numeric, "categorical": self.categorical, "feature_names": self.feature_names}
