@@ -156,11 +156,8 @@ def fit_bundle(
             progress=progress,
             fingerprint=_fingerprint(cfg),
         )
-        weights = task.balanced_class_weights(y_train) if cfg.train.class_weights == "balanced" else None
         result = trainer.fit(
-            preprocessor.dataset(train_records.inputs, y_train, train=True),
-            preprocessor.dataset(val_records.inputs, y_val),
-            class_weights=weights,
+            preprocessor.dataset(train_records.inputs, y_train, train=True), preprocessor.dataset(val_records.inputs, y_val)
         )
         model = trainer.module.cpu().eval()
         history = result.history

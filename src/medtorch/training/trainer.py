@@ -15,6 +15,7 @@ for bit.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import math
@@ -104,6 +105,8 @@ class Trainer:
     def fit(self, train: Dataset, val: Dataset | None = None, class_weights: np.ndarray | None = None) -> TrainResult:
         """Train until ``epochs`` or early stopping; leaves the best epoch's weights in the model."""
         start_time = time.perf_counter()
+        if class_weights is None and self.config.class_weights == "balanced":
+            class_weights = self.task.balanced_class_weights(_targets(train).numpy())
         weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32, device=self.device)
         loss_fn = self.task.loss(weights).to(self.device)
         steps_per_epoch = self._steps_per_epoch(len(train))
@@ -113,15 +116,16 @@ class Trainer:
         if self.checkpoint_path and self.checkpoint_path.exists():
             state, best_weights = self._restore(scheduler)
             resumed = state.epoch + 1
+        seconds_before = state.history[-1]["seconds"] if state.history else 0.0
         with _ProgressBar(self.show_progress and self.dist.is_main, self.config.epochs, resumed or 0) as bar:
             for epoch in range(state.epoch + 1, self.config.epochs):
                 if state.finished:
                     break
-                train_loss = self._train_epoch(train, epoch, loss_fn, scheduler, bar)
-                row = {"epoch": epoch, "train_loss": train_loss, "lr": self.optimizer.param_groups[0]["lr"]}
+                lr = self.optimizer.param_groups[0]["lr"]  # the rate this epoch starts with
+                row = {"epoch": epoch, "train_loss": self._train_epoch(train, epoch, loss_fn, scheduler, bar), "lr": lr}
                 if val is not None:
                     row.update(self._validate(val, loss_fn))
-                row["seconds"] = round(time.perf_counter() - start_time, 3)
+                row["seconds"] = round(seconds_before + time.perf_counter() - start_time, 3)
                 state.history.append(row)
                 state.epoch = epoch
                 if self._improved(row, state):
@@ -145,25 +149,32 @@ class Trainer:
 
     # ----------------------------------------------------------------- epochs
     def _train_epoch(self, train: Dataset, epoch: int, loss_fn: torch.nn.Module, scheduler: Any, bar: _ProgressBar) -> float:
+        """One pass over the training set; returns the mean training loss over all rows (all processes)."""
         self._seed_epoch(epoch)
         self.model.train()
-        total, count = 0.0, 0
+        total = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss sum, row count
         bar.start_epoch(self._steps_per_epoch(len(train)))
-        for x, y in self._batches(train, epoch):
-            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        precision = torch.autocast("cuda", dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()
+        for x, y, share in self._batches(train, epoch):
+            if x.device != self.device:
+                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             self.optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            with precision:
                 output = self.model(x).float()
                 loss = loss_fn(*_per_member(output, y) if self.trains_members else (output, y))
-            loss.backward()
+            # DDP averages gradients over processes; weighting by each share keeps uneven batches exact
+            (loss * share if share != 1.0 else loss).backward()
             if self.config.grad_clip:
                 torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.config.grad_clip)
             self.optimizer.step()
-            scheduler.step()
-            total += loss.item() * len(y)
-            count += len(y)
+            if scheduler is not None:
+                scheduler.step()
+            total[0] += loss.detach() * len(y)
+            total[1] += len(y)
             bar.batch_done()
-        return total / max(count, 1)
+        if self.dist.enabled:
+            torch.distributed.all_reduce(total)
+        return (total[0] / total[1].clamp(min=1)).item()
 
     def _validate(self, val: Dataset, loss_fn: torch.nn.Module) -> dict[str, float]:
         from medtorch.evaluation.metrics import primary_metric
@@ -178,8 +189,9 @@ class Trainer:
     def _seed_epoch(self, epoch: int) -> None:
         torch.manual_seed(self.config.seed * 100_003 + epoch)
 
-    def _batches(self, train: Dataset, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """This process's share of each global batch, in an order fixed by (seed, epoch)."""
+    def _batches(self, train: Dataset, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, float]]:
+        """This process's share of each global batch, in an order fixed by (seed, epoch), with the share's
+        loss weight: ``world_size * len(share) / len(batch)`` (1 when training in one process)."""
         generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
         n = len(train)
         if self.config.sampler == "balanced":
@@ -188,14 +200,18 @@ class Trainer:
             order = torch.randperm(n, generator=generator)
         world, rank = self.dist.world_size, self.dist.rank
         # every process needs a share of a batch, or DDP would wait forever: drop a smaller tail
-        shares = [batch[rank::world] for batch in order.split(self.batch_size) if len(batch) >= world]
+        batches = [batch for batch in order.split(self.batch_size) if len(batch) >= world]
+        shares = [batch[rank::world] for batch in batches]
+        weights = [world * len(share) / len(batch) for share, batch in zip(shares, batches)]
         if isinstance(train, TensorDataset):
             features, targets = train.tensors
-            return ((features[share], targets[share]) for share in shares)
-        if self.config.num_workers == 0:
-            return (default_collate([train[i] for i in share.tolist()]) for share in shares)
-        batch_sampler = [share.tolist() for share in shares]
-        return iter(DataLoader(train, batch_sampler=batch_sampler, num_workers=self.config.num_workers))
+            pairs = ((features[share], targets[share]) for share in shares)
+        elif self.config.num_workers == 0:
+            pairs = (default_collate([train[i] for i in share.tolist()]) for share in shares)
+        else:
+            batch_sampler = [share.tolist() for share in shares]
+            pairs = iter(DataLoader(train, batch_sampler=batch_sampler, num_workers=self.config.num_workers))
+        return ((x, y, weight) for (x, y), weight in zip(pairs, weights))
 
     def _steps_per_epoch(self, n: int) -> int:
         full, rest = divmod(n, self.batch_size)
@@ -226,7 +242,7 @@ class Trainer:
             **ckpt.prefixed("best", best_weights or {}),
             **ckpt.prefixed("optimizer", optimizer_tensors),
         }
-        scheduler_state = {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
+        scheduler_state = {} if scheduler is None else {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
         payload = {
             "progress": state.__dict__,
             "optimizer": optimizer_json,
@@ -244,7 +260,8 @@ class Trainer:
         self.module.load_state_dict(ckpt.unprefixed("model", tensors))
         optimizer_tensors = {k: v.to(self.device) for k, v in ckpt.unprefixed("optimizer", tensors).items()}
         self.optimizer.load_state_dict(ckpt.optimizer_from_flat(optimizer_tensors, payload["optimizer"]))
-        scheduler.load_state_dict({**payload["scheduler"], "lr_lambdas": [None] * len(self.optimizer.param_groups)})
+        if scheduler is not None:
+            scheduler.load_state_dict({**payload["scheduler"], "lr_lambdas": [None] * len(self.optimizer.param_groups)})
         best = ckpt.unprefixed("best", tensors) or None
         return _Progress(**payload["progress"]), best
 
@@ -266,13 +283,16 @@ def _make_optimizer(config: TrainConfig, parameters: Any, lr: float, weight_deca
 
 
 def _make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> Any:
-    """A per-step LambdaLR: its only state is the step count, so it resumes exactly."""
+    """A per-step LambdaLR (its only state is the step count, so it resumes exactly); ``None`` for a constant rate.
+
+    Warmup lasts ``warmup_epochs``, at most half the run.
+    """
+    if config.schedule == "constant":
+        return None
     total = max(config.epochs * steps_per_epoch, 1)
-    warmup = config.warmup_epochs * steps_per_epoch if config.schedule == "warmup_cosine" else 0
+    warmup = min(config.warmup_epochs * steps_per_epoch, total // 2) if config.schedule == "warmup_cosine" else 0
 
     def factor(step: int) -> float:
-        if config.schedule == "constant":
-            return 1.0
         if config.schedule == "step":
             return 0.1 ** sum(step >= total * m for m in (0.5, 0.75))
         if step < warmup:

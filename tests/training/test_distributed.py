@@ -1,0 +1,152 @@
+"""DDP under torchrun (gloo, CPU): two processes with half a batch each train the model that one
+process trains with the whole batch."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+pytestmark = pytest.mark.slow
+
+TORCHRUN = Path(sys.executable).with_name("torchrun")
+GLOBAL_BATCH = 64
+
+# Each scenario: training rows, epochs, patience, whether a validation set is given.
+# "even": 512 rows = 8 global batches of 64, 32 rows a process.
+# "uneven": 517 rows; the last global batch of 5 splits 3 + 2 between the processes.
+# "no_val": early stopping on the training loss (no validation set), patience 1.
+SCENARIOS = {
+    "even": {"rows": 512, "epochs": 6, "patience": 0, "validate": True},
+    "uneven": {"rows": 517, "epochs": 6, "patience": 0, "validate": True},
+    "no_val": {"rows": 512, "epochs": 30, "patience": 1, "validate": False},
+}
+
+WORKER = """
+import json, sys
+import torch
+from safetensors.torch import save_file
+from torch.utils.data import TensorDataset
+from medtorch import create_model
+from medtorch.config import TrainConfig
+from medtorch.tasks import BinaryTask
+from medtorch.training import Trainer
+
+out, scenarios = sys.argv[1], json.loads(sys.argv[2])
+torch.set_num_threads(1)
+for name, s in scenarios.items():
+    g = torch.Generator().manual_seed(0)
+    n = s["rows"] + 300
+    x = torch.randn(n, 8, generator=g)
+    y = (x[:, 0] - x[:, 1] + 0.5 * torch.randn(n, generator=g) > 0).float()
+    train, val = TensorDataset(x[: s["rows"]], y[: s["rows"]]), TensorDataset(x[s["rows"] :], y[s["rows"] :])
+    torch.manual_seed(0)
+    model = create_model("mlp", in_features=8, out_features=1, hidden=(32,), dropout=0.0)
+    config = TrainConfig(epochs=s["epochs"], patience=s["patience"], device="cpu", optimizer="adamw", seed=0)
+    trainer = Trainer(model, BinaryTask([0.0, 1.0], 1.0), config, lr=1e-2, batch_size=%(batch)d, progress=False)
+    result = trainer.fit(train, val if s["validate"] else None)
+    rank = trainer.dist.rank
+    with open(f"{out}/{name}.rank{rank}.json", "w") as handle:
+        json.dump({"world": trainer.dist.world_size, "history": result.history, "best_epoch": result.best_epoch}, handle)
+    if rank == 0:
+        save_file({k: v.contiguous() for k, v in trainer.module.state_dict().items()}, f"{out}/{name}.safetensors")
+""" % {"batch": GLOBAL_BATCH}
+
+
+def launch(arguments: list[str], timeout: float = 180) -> subprocess.CompletedProcess:
+    """Run a command in its own process group; on timeout kill the whole group (torchrun and its workers)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(name, None)
+    process = subprocess.Popen(arguments, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        output += f"\n[killed after {timeout} s: the processes hung]"
+    return subprocess.CompletedProcess(arguments, process.returncode, output)
+
+
+def run_scenarios(folder: Path, names: list[str], processes: int) -> subprocess.CompletedProcess:
+    folder.mkdir()
+    worker = folder.parent / "worker.py"
+    worker.write_text(WORKER)
+    scenarios = json.dumps({name: SCENARIOS[name] for name in names})
+    if processes == 1:
+        return launch([sys.executable, str(worker), str(folder), scenarios])
+    return launch([str(TORCHRUN), "--standalone", f"--nproc-per-node={processes}", str(worker), str(folder), scenarios])
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ddp")
+    one = run_scenarios(root / "one", ["even", "uneven"], processes=1)
+    two = run_scenarios(root / "two", ["even", "uneven"], processes=2)
+    assert one.returncode == 0, one.stdout
+    assert two.returncode == 0, two.stdout
+    return root
+
+
+def report(folder: Path, name: str, rank: int = 0) -> dict:
+    return json.loads((folder / f"{name}.rank{rank}.json").read_text())
+
+
+def max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    assert a.keys() == b.keys()
+    return max((a[k] - b[k]).abs().max().item() for k in a)
+
+
+def test_torchrun_gives_each_process_a_world_of_two(runs):
+    assert report(runs / "two", "even", rank=0)["world"] == 2
+    assert report(runs / "two", "even", rank=1)["world"] == 2
+    assert report(runs / "one", "even")["world"] == 1
+
+
+def test_two_processes_train_the_weights_of_one_process_with_the_same_global_batch(runs):
+    one = load_file(runs / "one" / "even.safetensors")
+    two = load_file(runs / "two" / "even.safetensors")
+
+    assert max_difference(one, two) < 1e-5
+
+
+def test_two_processes_report_the_validation_losses_of_one_process(runs):
+    one = [row["val_loss"] for row in report(runs / "one", "even")["history"]]
+    two = [row["val_loss"] for row in report(runs / "two", "even")["history"]]
+
+    assert two == pytest.approx(one, abs=1e-5)
+
+
+def test_two_processes_log_the_training_loss_over_all_rows(runs):
+    # The logged train_loss is the epoch's mean loss over the whole training set, as in one process.
+    one = [row["train_loss"] for row in report(runs / "one", "even")["history"]]
+    two = [row["train_loss"] for row in report(runs / "two", "even")["history"]]
+
+    assert two == pytest.approx(one, abs=1e-5)
+
+
+def test_two_processes_match_one_process_when_the_last_batch_splits_unevenly(runs):
+    # 517 rows: the last global batch (5 rows) splits 3 + 2; its gradient must still be the mean over 5 rows.
+    one = load_file(runs / "one" / "uneven.safetensors")
+    two = load_file(runs / "two" / "uneven.safetensors")
+
+    assert max_difference(one, two) < 1e-5
+
+
+def test_two_processes_without_validation_stop_early_together(tmp_path):
+    # Without a validation set early stopping watches the training loss; both processes must
+    # take the same decision, or the one still training waits for the other forever.
+    result = run_scenarios(tmp_path / "two", ["no_val"], processes=2)
+
+    finished = {rank: len(report(tmp_path / "two", "no_val", rank)["history"]) for rank in (0, 1)
+                if (tmp_path / "two" / f"no_val.rank{rank}.json").exists()}  # fmt: skip
+    errors = [line for line in result.stdout.splitlines() if "Error:" in line or "killed after" in line]
+    assert result.returncode == 0, f"epochs trained by the ranks that finished: {finished}; {errors[:3]}"
+    assert finished[0] == finished[1]
