@@ -24,7 +24,6 @@ A third table times, with timeit, each operation the trainer adds to a training 
 of a plain step: an account of the overhead that machine load does not blur.
 
     .venv/bin/python benchmarks/trainer_overhead.py                    # prints markdown tables
-    .venv/bin/python benchmarks/trainer_overhead.py --ablation         # which per-step operations cost
     .venv/bin/python benchmarks/trainer_overhead.py --profile mlp      # cProfile of both loops
 """
 
@@ -39,6 +38,7 @@ import sys
 import tempfile
 import time
 import timeit
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -160,39 +160,33 @@ def overhead(a: list[float], b: list[float]) -> tuple[float, float]:
 # ------------------------------------------------------------------ per-step account
 def step_breakdown(batch: int) -> list[tuple[str, float]]:
     """Microseconds each trainer-only operation adds to one CPU training step (timeit, best of 7)."""
-    from medtorch.training.trainer import _make_scheduler, _ProgressBar
+    from medtorch.training.trainer import _ProgressBar
 
     model = create_model("mlp", in_features=FEATURES, out_features=1)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
     config = TrainConfig(epochs=1000, device="cpu")
-    scheduler = _make_scheduler(config, optimizer, 1000)
-    optimizer.step()  # silences "scheduler.step() before optimizer.step()"
     x, device = torch.randn(batch, FEATURES), torch.device("cpu")
     output, loss = model(x), torch.tensor(0.5)
     batch_indices, bar = torch.randperm(batch * 4)[:batch], _ProgressBar(False, 1, 0)
 
-    def step_wrapper_cost() -> float:
-        """What the wrapper an LR scheduler puts around optimizer.step adds to each call."""
-        bare = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)  # no grad: step() does no maths
-        before = min(timeit.repeat(bare.step, number=20_000, repeat=7)) / 20_000
-        torch.optim.lr_scheduler.LambdaLR(bare, lambda step: 1.0)
-        after = min(timeit.repeat(bare.step, number=20_000, repeat=7)) / 20_000
-        return max(after - before, 0.0)
+    total = torch.zeros(2, dtype=torch.float64)
 
-    def autocast_off():
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=False):
+    def precision_context():
+        with nullcontext():
             pass
+
+    def accumulate_loss():
+        total[0] += loss.detach() * len(x)
+        total[1] += len(x)
 
     def bookkeeping():
         bar.batch_done()
         return config.grad_clip, len(x)
 
     operations = {
-        "x.to(device), y.to(device) (no-ops on CPU)": lambda: (x.to(device, non_blocking=True), x.to(device, non_blocking=True)),
-        "torch.autocast(..., enabled=False) context": autocast_off,
+        "x.device != device check (no copy on CPU)": lambda: x.device != device,
+        "precision context (nullcontext on CPU)": precision_context,
         "output.float() (a no-op in float32)": output.float,
-        "scheduler.step() (LambdaLR, also for 'constant')": scheduler.step,
-        "loss.item() for the logged training loss": loss.item,
+        "on-device loss sum for the logged training loss": accumulate_loss,
         "batch[rank::world] share of the global batch": lambda: batch_indices[0::1],
         "progress bar call, grad_clip check, counters": bookkeeping,
     }
@@ -201,111 +195,9 @@ def step_breakdown(batch: int) -> list[tuple[str, float]]:
         number = 20_000
         best = min(timeit.repeat(call, number=number, repeat=7)) / number
         results.append((label, best * 1e6))
-    results.insert(4, ("wrapper the scheduler puts around optimizer.step()", step_wrapper_cost() * 1e6))
     return results
 
 
-def ablation(rows: int, batch: int, rounds: int) -> None:
-    """Which per-step operations of Trainer._train_epoch make its overhead (mlp, one epoch a run).
-
-    ``copy`` is a line-for-line copy of the loop in Trainer._train_epoch (medtorch at the time of
-    writing); each other variant leaves out one group of its per-step operations.
-    """
-    from contextlib import nullcontext
-
-    from medtorch.training.trainer import _make_scheduler, _per_member, _ProgressBar
-
-    train = make_data(rows, 0)
-    torch.manual_seed(0)
-    initial = create_model("mlp", in_features=FEATURES, out_features=1)
-    loss_fn, bar = task().loss(), _ProgressBar(False, 1, 0)
-    config = TrainConfig(epochs=1000, patience=0, device="cpu", optimizer="adamw")
-
-    def trainer():
-        run = Trainer(copy.deepcopy(initial), task(), config, lr=LR, weight_decay=WEIGHT_DECAY, batch_size=batch, progress=False)
-        return run, _make_scheduler(config, run.optimizer, -(-rows // batch))
-
-    def loop_copy(self, epoch, scheduler, autocast=True, schedule=True, to_and_item=True):
-        self._seed_epoch(epoch)
-        self.model.train()
-        total, count = 0.0, 0
-        for x, y in self._batches(train, epoch):
-            if to_and_item:
-                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            self.optimizer.zero_grad(set_to_none=True)
-            context = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast) if autocast else nullcontext()
-            with context:
-                output = self.model(x).float()
-                loss = loss_fn(*_per_member(output, y) if self.trains_members else (output, y))
-            loss.backward()
-            if self.config.grad_clip:
-                torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.config.grad_clip)
-            self.optimizer.step()
-            if schedule:
-                scheduler.step()
-            if to_and_item:
-                total += loss.item() * len(y)
-                count += len(y)
-            bar.batch_done()
-        return total / max(count, 1)
-
-    model = copy.deepcopy(initial)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
-
-    def plain_epoch(epoch):
-        x_all, y_all = train.tensors
-        model.train()
-        order = torch.randperm(len(x_all), generator=torch.Generator().manual_seed(epoch))
-        for start in range(0, len(order), batch):
-            index = order[start : start + batch]
-            x, y = x_all[index], y_all[index]
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x), y)
-            loss.backward()
-            optimizer.step()
-
-    variants = {"plain loop": plain_epoch}
-    run, scheduler = trainer()
-    variants["Trainer._train_epoch"] = lambda e, run=run, s=scheduler: run._train_epoch(train, e % 10, loss_fn, s, bar)
-    for label, leave_out in (
-        ("copy of its loop", {}),
-        ("copy without the autocast context", {"autocast": False}),
-        ("copy without scheduler.step()", {"schedule": False}),
-        ("copy without .to(device) and loss.item()", {"to_and_item": False}),
-        ("copy without all three", {"autocast": False, "schedule": False, "to_and_item": False}),
-    ):
-        run, scheduler = trainer()
-        variants[label] = lambda e, run=run, s=scheduler, kw=leave_out: loop_copy(run, e % 10, s, **kw)
-    counter = iter(range(10**9))
-    wall, cpu = interleave({k: (lambda f=f: f(next(counter))) for k, f in variants.items()}, rounds, 1)
-    print(f"mlp, {rows:,} rows, batch {batch}, {rounds} interleaved one-epoch runs of each, CPU time of the process\n")
-    print("| variant | CPU s/epoch (median) | over the plain loop (median of paired ratios) | over the plain loop (fastest runs) |")
-    print("|---|---:|---:|---:|")
-    for label in variants:
-        paired, fastest = overhead(cpu[label], cpu["plain loop"])
-        print(f"| {label} | {statistics.median(cpu[label]):.4f} | {paired:+.1%} | {fastest:+.1%} |")
-
-
-def profile(name: str, rows: int, batch: int) -> None:
-    """cProfile of three epochs of the plain loop and of the trainer, most own time first."""
-    import cProfile
-    import pstats
-
-    train = make_data(rows, 0)
-    torch.manual_seed(0)
-    initial = create_model(name, in_features=FEATURES, out_features=1)
-    trainer_fit(copy.deepcopy(initial), train, 1, batch)  # warm-up
-    for label, call in (
-        ("plain", lambda: plain_loop(copy.deepcopy(initial), train, 3, batch)),
-        ("trainer", lambda: trainer_fit(copy.deepcopy(initial), train, 3, batch)),
-    ):
-        profiler = cProfile.Profile()
-        profiler.runcall(call)
-        print(f"\n=== {label}: {name}, {rows} rows, batch {batch}, 3 epochs ===")
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(18)
-
-
-# ------------------------------------------------------------------ report
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["mlp", "ft_transformer"])
@@ -318,16 +210,12 @@ def main() -> None:
     parser.add_argument("--ft-rounds", type=int, default=5, help="timed runs per variant (ft_transformer)")
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     parser.add_argument("--profile", metavar="MODEL", help="profile the trainer and the plain loop on MODEL instead")
-    parser.add_argument("--ablation", action="store_true", help="which per-step operations make the overhead (mlp) instead")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
     if args.profile:
         profile(args.profile, args.ft_rows if args.profile == "ft_transformer" else args.rows, args.batch)
-        return
-    if args.ablation:
-        ablation(args.rows, args.batch, max(args.rounds, 40))
         return
 
     results = {}
