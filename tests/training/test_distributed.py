@@ -150,3 +150,23 @@ def test_two_processes_without_validation_stop_early_together(tmp_path):
     errors = [line for line in result.stdout.splitlines() if "Error:" in line or "killed after" in line]
     assert result.returncode == 0, f"epochs trained by the ranks that finished: {finished}; {errors[:3]}"
     assert finished[0] == finished[1]
+
+
+def test_cli_under_torchrun_writes_one_complete_run_folder(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(400, 4)), columns=list("abcd"))
+    frame["y"] = (frame["a"] - frame["b"] + rng.normal(scale=0.5, size=400) > 0).astype(int)
+    frame.to_csv(tmp_path / "table.csv", index=False)
+    out = tmp_path / "run"
+    command = [str(TORCHRUN), "--standalone", "--nproc-per-node=2", "-m", "medtorch", "train"]
+    command += ["--data", str(tmp_path / "table.csv"), "--target", "y", "--out", str(out), "--model", "mlp", "--epochs", "3", "--quiet"]
+    result = launch(command)
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert {"config.yaml", "bundle", "metrics.json", "train_log.csv", "report.html"} <= {p.name for p in out.iterdir()}
+    assert not (out / "checkpoint.safetensors").exists()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["metrics"]["auroc"]["value"] > 0.8
+    assert len(pd.read_csv(out / "train_log.csv")) == 3

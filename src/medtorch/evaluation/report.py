@@ -101,13 +101,15 @@ def _pyplot() -> Any:
 
 def _roc_figure(summary: dict[str, Any]) -> str:
     curves = {summary["model"]: summary.get("curves", {})} | {n: b.get("curves", {}) for n, b in summary["baselines"].items()}
+    aurocs = {summary["model"]: summary["metrics"].get("auroc", {})} | {n: b["metrics"].get("auroc", {}) for n, b in summary["baselines"].items()}
     if not any(c.get("roc") for c in curves.values()):
         return ""
     plt = _pyplot()
     figure, (roc_axis, pr_axis) = plt.subplots(1, 2, figsize=(9, 4))
     for name, curve in curves.items():
         if curve.get("roc"):
-            roc_axis.plot(curve["roc"]["fpr"], curve["roc"]["tpr"], label=name)
+            value = aurocs[name].get("value")
+            roc_axis.plot(curve["roc"]["fpr"], curve["roc"]["tpr"], label=name if value is None else f"{name} (AUROC {value:.3f})")
             pr_axis.plot(curve["pr"]["recall"], curve["pr"]["precision"], label=name)
     roc_axis.plot([0, 1], [0, 1], color="grey", linestyle=":")
     roc_axis.set(xlabel="1 − specificity", ylabel="sensitivity", title="ROC curve")
