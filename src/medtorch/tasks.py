@@ -93,11 +93,8 @@ class BinaryTask(Task):
         return {**super().get_config(), "positive": _plain(self.positive)}
 
 
-class MulticlassTask(Task):
-    """One of several classes; softmax over ``len(classes)`` logits."""
-
-    type = "multiclass"
-    primary_metric = "auroc"
+class _OneOutputPerClass(Task):
+    """A task whose model emits one logit per class (or label)."""
 
     def __init__(self, classes: list[Any]):
         self.classes = list(classes)
@@ -105,6 +102,13 @@ class MulticlassTask(Task):
     @property
     def out_features(self) -> int:
         return len(self.classes)
+
+
+class MulticlassTask(_OneOutputPerClass):
+    """One of several classes; softmax over ``len(classes)`` logits."""
+
+    type = "multiclass"
+    primary_metric = "auroc"
 
     def encode(self, target: np.ndarray) -> np.ndarray:
         _check_known_labels(target, self.classes)
@@ -121,18 +125,11 @@ class MulticlassTask(Task):
         return _balanced(np.bincount(encoded, minlength=len(self.classes)))
 
 
-class MultilabelTask(Task):
+class MultilabelTask(_OneOutputPerClass):
     """Several yes/no labels per sample (one target column each); sigmoid per label."""
 
     type = "multilabel"
     primary_metric = "auroc"
-
-    def __init__(self, classes: list[Any]):
-        self.classes = list(classes)
-
-    @property
-    def out_features(self) -> int:
-        return len(self.classes)
 
     def encode(self, target: np.ndarray) -> np.ndarray:
         values = np.asarray(target, dtype=float)
