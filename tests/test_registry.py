@@ -81,6 +81,7 @@ def test_torch_model_trains_on_a_batch_of_one(name):
     model = create_model(name, in_features=5, out_features=1)
     model.train()
     model(torch.randn(1, 5)).sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
 @pytest.mark.parametrize("name", TORCH_TABULAR)
