@@ -327,9 +327,8 @@ def _split(modality: Modality, source: Any, records: Records, cfg: RunConfig) ->
             raise DataError("a predefined split needs train and val rows")
         assert_no_group_leak(records.groups, train, val, test, names=("train", "validation", "test"))
         return train, val, test
-    target = records.target if records.target.ndim == 1 else None
     return train_val_test_split(
-        target, records.groups, val_size=cfg.data.val_size, test_size=cfg.data.test_size, seed=cfg.train.seed
+        records.target, records.groups, val_size=cfg.data.val_size, test_size=cfg.data.test_size, seed=cfg.train.seed
     )
 
 
