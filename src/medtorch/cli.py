@@ -48,9 +48,11 @@ def train(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config; flags override it."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Registered model name (see `medtorch models`)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Maximum epochs (early stopping usually ends sooner)."),
+    positive: Optional[str] = typer.Option(None, "--positive", help="Positive class of a binary task (default: the larger number, or the rarer class)."),
     group_column: Optional[str] = typer.Option(None, "--group-column", help="Patient id column: each patient stays on one side of every split."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed for splits, initialisation and shuffling."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda."),
+    skip_bad_files: bool = typer.Option(False, "--skip-bad-files", help="Images: skip unreadable files (listed in the run folder)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished run in --out."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
@@ -66,7 +68,8 @@ def train(
         overwrite=overwrite,
         progress=not quiet,
         overrides={
-            "data": {"group_column": group_column},
+            "data": {"group_column": group_column, "skip_bad_files": skip_bad_files or None},
+            "task": {"positive": positive},
             "model": {"name": model},
             "train": {"epochs": epochs, "seed": seed, "device": device},
         },
@@ -88,6 +91,22 @@ def predict(
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
     typer.echo(f"wrote {len(table)} predictions to {out}")
+
+
+@app.command()
+def explain(
+    bundle: Path = typer.Argument(..., help="Bundle folder of an image model."),
+    image: str = typer.Argument(..., help="Image file (PNG, JPEG, DICOM, NIfTI)."),
+    out: Path = typer.Option(Path("heatmap.png"), "--out", "-o", help="PNG file to write."),
+    explained_class: Optional[str] = typer.Option(None, "--class", help="Class to explain (default: the predicted class)."),
+) -> None:
+    """Grad-CAM heatmap over the image, with the predicted class and probability."""
+    from medtorch.bundle import load_bundle
+    from medtorch.explain import explain_image, save_overlay
+
+    explanation = explain_image(load_bundle(bundle), image, explained_class)
+    save_overlay(explanation, out)
+    typer.echo(f"predicted {explanation.label} (p = {explanation.probability:.3f}); heatmap written to {out}")
 
 
 @app.command()

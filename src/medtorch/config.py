@@ -42,6 +42,10 @@ class DataConfig(_Strict):
     split_column: str | None = Field(None, description="column holding train/val/test for a predefined split")
     val_size: float = Field(0.2, gt=0, lt=1)
     test_size: float = Field(0.2, ge=0, lt=1)
+    image_size: int | None = Field(None, ge=8, description="images: side length after resizing; native size (at most 128) when unset")
+    window: tuple[float, float] | None = Field(None, description="images: intensity window (centre, width), e.g. [40, 400] for CT soft tissue")
+    augment: bool = Field(True, description="images: random affine and intensity augmentation while training")
+    skip_bad_files: bool = Field(False, description="images: skip unreadable files (listed in the run folder) instead of stopping")
 
 
 class TaskConfig(_Strict):

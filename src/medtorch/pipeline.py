@@ -31,7 +31,7 @@ from medtorch.tasks import Task, infer_task
 
 # how new data must be read to match training (the feature columns and types come from the preprocessor)
 BUNDLED_DATA_SETTINGS = ("format", "group_column", "attribute_columns", "missing_values", "column_missing_values")
-RUN_FILES = ("config.yaml", "bundle", "metrics.json", "train_log.csv", "report.html", "checkpoint.safetensors", "predictions.csv")
+RUN_FILES = ("skipped_files.txt", "config.yaml", "bundle", "metrics.json", "train_log.csv", "report.html", "checkpoint.safetensors", "predictions.csv")
 
 
 @dataclass
@@ -86,6 +86,8 @@ def train(
     if main_process:
         _prepare_out_dir(out_dir, overwrite)
         _write_yaml(out_dir / "config.yaml", cfg)
+        if records.skipped:
+            (out_dir / "skipped_files.txt").write_text("\n".join(records.skipped) + "\n")
 
     fitted = fit_bundle(modality, records, train_idx, val_idx, task, cfg, run_dir=out_dir, progress=progress)
     if not main_process:  # under torchrun the other processes only help train
@@ -240,7 +242,7 @@ def resolve_config(cfg: RunConfig, modality: Modality, task: Task, n_train: int)
 
     name = cfg.model.name or modality.default_model
     entry = get_model_entry(name)
-    train_updates: dict[str, Any] = {}
+    train_updates = {k: v for k, v in modality.train_defaults.items() if k not in cfg.train.model_fields_set}
     if cfg.train.batch_size == "auto":
         train_updates["batch_size"] = auto_batch_size(n_train)
     if cfg.train.lr is None:

@@ -9,7 +9,7 @@ task, training, evaluation, bundle) is shared. Adding a modality is one subclass
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Iterator
 
@@ -48,6 +48,7 @@ class Records:
     target: np.ndarray | None = None
     groups: np.ndarray | None = None
     attributes: pd.DataFrame | None = None
+    skipped: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -135,6 +136,10 @@ class Modality(ABC):
     name: ClassVar[str]
     default_model: ClassVar[str]
     baselines: ClassVar[tuple[str, ...]] = ()
+    # detection order: a more specific reader (an image manifest is also a CSV) goes first
+    priority: ClassVar[int] = 0
+    # training settings that suit the modality, used where the user set none (e.g. fewer epochs for images)
+    train_defaults: ClassVar[dict[str, Any]] = {}
 
     @classmethod
     @abstractmethod
@@ -186,7 +191,7 @@ def detect_modality(source: Any) -> Modality:
     load_plugins()
     if isinstance(source, (str, Path)) and not Path(source).exists():
         raise DataError(f"data not found: {source}")
-    for cls in _MODALITIES.values():
+    for cls in sorted(_MODALITIES.values(), key=lambda c: -c.priority):
         if cls.can_read(source):
             return cls()
     raise DataError(f"cannot tell what kind of data {source} is; set data.format (one of {', '.join(list_modalities())})")

@@ -1,0 +1,337 @@
+"""Medical images (X-ray, CT, MRI, ultrasound, fundus) as a modality.
+
+Sources:
+
+- a folder with one sub-folder per class (PNG, JPEG, DICOM, NIfTI mixed), the
+  ``flow_from_directory`` layout;
+- a CSV manifest with a ``path`` column (relative to the CSV), a label column (or several,
+  for multi-label), and optionally ``patient_id`` and subgroup columns;
+- a MedMNIST-style ``.npz`` (``train_images``, ``train_labels``, ``val_*``, ``test_*``), whose
+  official split is kept;
+- for prediction, also a single image file or a folder of images.
+
+Every image is read to float32 in [0, 1] (DICOM through its modality and VOI LUTs), then
+resized and normalised by the input contract that :class:`ImagePreprocessor` learns on
+training images and saves in the bundle.
+
+>>> records = Imaging().read("xrays/", DataConfig())
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from medtorch.config import DataConfig
+from medtorch.data.base import Modality, Preprocessor, Records, register_modality
+from medtorch.errors import ConfigError, DataError
+
+PATH_COLUMNS = ("path", "image", "file", "filename", "image_path")
+GROUP_COLUMNS = ("patient_id", "patientid", "subject_id", "mrn", "patient")
+MAX_DEFAULT_SIZE = {2: 128, 3: 64}
+STATISTICS_SAMPLE = 2000
+
+
+def _io() -> Any:
+    from medtorch.data import image_io
+
+    return image_io
+
+
+@register_modality
+class Imaging(Modality):
+    """2-D images and 3-D volumes, one label (or several) per image."""
+
+    name = "image"
+    default_model = "resnet18"
+    baselines = ("logistic_regression",)
+    priority = 10
+    train_defaults = {"epochs": 30, "patience": 8, "schedule": "cosine", "monitor": "primary"}
+
+    @classmethod
+    def can_read(cls, source: Any) -> bool:
+        if not isinstance(source, (str, Path)):
+            return False
+        path = Path(source)
+        if path.is_dir():
+            return any(_io().is_image_file(p) for p in _files_under(path, limit=200))
+        suffix = path.suffix.lower()
+        if suffix == ".npz":
+            return True
+        if suffix == ".csv":
+            try:
+                header = pd.read_csv(path, nrows=0).columns
+            except (ValueError, OSError):  # empty or not text: not a manifest; the table reader explains why
+                return False
+            return any(str(c).strip().lower() in PATH_COLUMNS for c in header)
+        return _io().is_image_file(path)
+
+    def read(self, source: Any, data_config: DataConfig, *, with_target: bool = True) -> Records:
+        path = Path(source)
+        if path.suffix.lower() == ".npz":
+            return _read_npz(path, with_target)
+        if path.suffix.lower() == ".csv":
+            records = _read_manifest(path, data_config, with_target)
+        elif path.is_dir():
+            records = _read_folder(path, with_target)
+        else:
+            records = Records(inputs=[str(path)])
+        return _drop_unreadable(records, data_config)
+
+    def split_labels(self, source: Any, data_config: DataConfig) -> np.ndarray | None:
+        if Path(source).suffix.lower() != ".npz":
+            return None
+        with np.load(source) as archive:
+            return np.concatenate([[split] * len(archive[f"{split}_images"]) for split in _npz_splits(archive)])
+
+    def preprocessor(self, data_config: DataConfig) -> ImagePreprocessor:
+        return ImagePreprocessor(
+            image_size=data_config.image_size,
+            window=list(data_config.window) if data_config.window else None,
+            augment=data_config.augment,
+        )
+
+    def preprocessor_from_config(self, config: dict[str, Any]) -> ImagePreprocessor:
+        return ImagePreprocessor.from_config(config)
+
+
+# --------------------------------------------------------------------------- readers
+def _files_under(folder: Path, limit: int | None = None) -> list[Path]:
+    files = []
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and not path.name.startswith("."):
+            files.append(path)
+            if limit and len(files) >= limit:
+                break
+    return files
+
+
+def _read_folder(folder: Path, with_target: bool) -> Records:
+    """One sub-folder per class; for prediction, any image under ``folder``."""
+    image_io = _io()
+    if not with_target:
+        return Records(inputs=[str(p) for p in _files_under(folder) if image_io.is_image_file(p)])
+    paths, labels = [], []
+    for class_dir in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for path in _files_under(class_dir):
+            if image_io.is_image_file(path):
+                paths.append(str(path))
+                labels.append(class_dir.name)
+    if not paths:
+        raise DataError(f"{folder} has no class sub-folders with images (expected {folder}/<class>/<image>)")
+    return Records(inputs=paths, target=np.asarray(labels, dtype=object))
+
+
+def _read_manifest(path: Path, data_config: DataConfig, with_target: bool) -> Records:
+    frame = pd.read_csv(path, skipinitialspace=True)
+    frame.columns = [str(c).strip() for c in frame.columns]
+    path_column = next(c for c in frame.columns if c.lower() in PATH_COLUMNS)
+    paths = [str((path.parent / str(p)).resolve()) if not Path(str(p)).is_absolute() else str(p) for p in frame[path_column]]
+    group = data_config.group_column or next((c for c in frame.columns if c.lower() in GROUP_COLUMNS), None)
+    target = None
+    if with_target:
+        targets = data_config.target or ("label" if "label" in frame.columns else None)
+        if targets is None:
+            raise ConfigError(f"no target column given and {path.name} has no 'label' column (--target COLUMN)")
+        names = [targets] if isinstance(targets, str) else list(targets)
+        missing = [c for c in names if c not in frame.columns]
+        if missing:
+            raise DataError(f"target column(s) {', '.join(map(repr, missing))} not found in {path.name}; columns: {', '.join(frame.columns)}")
+        target = frame[names].to_numpy() if len(names) > 1 else frame[names[0]].to_numpy()
+    attributes = data_config.attribute_columns or []
+    return Records(
+        inputs=paths,
+        target=target,
+        groups=None if group is None or group not in frame.columns else frame[group].astype(str).to_numpy(),
+        attributes=frame[attributes].reset_index(drop=True) if attributes else None,
+    )
+
+
+def _npz_splits(archive: Any) -> list[str]:
+    splits = [s for s in ("train", "val", "test") if f"{s}_images" in archive.files]
+    if not splits:
+        raise DataError("an .npz dataset needs train_images/train_labels (and val_*, test_*) arrays, as MedMNIST ships them")
+    return splits
+
+
+def _read_npz(path: Path, with_target: bool) -> Records:
+    """A MedMNIST-style archive: uint8 images (N, H, W[, C]) and labels (N,) or (N, L)."""
+    try:
+        with np.load(path) as archive:
+            splits = _npz_splits(archive)
+            images = np.concatenate([archive[f"{s}_images"] for s in splits])
+            labels = np.concatenate([archive[f"{s}_labels"] for s in splits]) if with_target else None
+    except (OSError, ValueError, KeyError) as error:
+        raise DataError(f"cannot read {path} as an .npz dataset: {error}") from None
+    if labels is not None and labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    return Records(inputs=images, target=labels)
+
+
+def _drop_unreadable(records: Records, data_config: DataConfig) -> Records:
+    """Check every file opens; stop with a list of the bad ones, or skip them when asked to."""
+    if isinstance(records.inputs, np.ndarray):
+        return records
+    image_io = _io()
+    problems: dict[str, str] = {}  # path -> the reader's message, which names the file
+    for path in records.inputs:
+        try:
+            image_io.load_image(path)
+        except DataError as error:
+            problems[path] = str(error)
+    if not problems:
+        return records
+    if not data_config.skip_bad_files:
+        messages = list(problems.values())
+        shown = "; ".join(messages[:3]) + (f"; and {len(messages) - 3} more" if len(messages) > 3 else "")
+        raise DataError(f"{len(messages)} unreadable image file(s): {shown} (fix them, or pass --skip-bad-files)")
+    keep = np.array([i for i, p in enumerate(records.inputs) if p not in problems], dtype=int)
+    if not len(keep):
+        raise DataError("every image file is unreadable")
+    kept = records.subset(keep)
+    kept.skipped = list(problems.values())
+    return kept
+
+
+# --------------------------------------------------------------------------- preprocessing
+def _as_array(item: Any, window: list[float] | None) -> np.ndarray:
+    """One image as float32 (C, H, W) or (C, D, H, W) in [0, 1]: from a path, or a raw array (npz)."""
+    if isinstance(item, (str, Path)):
+        return _io().load_image(item, window=tuple(window) if window else None)
+    array = np.asarray(item)
+    scale = 255.0 if array.dtype == np.uint8 else (65535.0 if array.dtype == np.uint16 else 1.0)
+    array = array.astype(np.float32) / scale
+    return array[None] if array.ndim == 2 else np.moveaxis(array, -1, 0)  # (H, W) or (H, W, C)
+
+
+class ImagePreprocessor(Preprocessor):
+    """The input contract: spatial size, channels, window, and the training set's mean and std.
+
+    ``predict`` and ``serve`` apply the same contract, so an image is never fed in the wrong
+    range or shape.
+    """
+
+    def __init__(
+        self,
+        image_size: int | None = None,
+        window: list[float] | None = None,
+        augment: bool = True,
+        channels: int | None = None,
+        spatial_dims: int | None = None,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+    ):
+        self.image_size, self.window, self.augment = image_size, window, augment
+        self.channels, self.spatial_dims, self.mean, self.std = channels, spatial_dims, mean, std
+
+    def fit(self, records: Records) -> ImagePreprocessor:
+        rng = np.random.default_rng(0)
+        chosen = rng.choice(len(records), size=min(len(records), STATISTICS_SAMPLE), replace=False)
+        sample = [_as_array(records.inputs[i], self.window) for i in sorted(chosen)]
+        self.spatial_dims = sample[0].ndim - 1
+        self.channels = max(a.shape[0] for a in sample)
+        if self.image_size is None:
+            native = int(np.median([max(a.shape[1:]) for a in sample]))
+            self.image_size = min(native, MAX_DEFAULT_SIZE[self.spatial_dims])
+        stacked = torch.stack([self._shape(a) for a in sample])
+        reduce = [0, *range(2, stacked.ndim)]
+        self.mean = stacked.mean(dim=reduce).tolist()
+        self.std = stacked.std(dim=reduce).clamp(min=1e-3).tolist()
+        return self
+
+    def _shape(self, array: np.ndarray) -> torch.Tensor:
+        """Channels matched (grey repeated to RGB, RGB averaged to grey), resized to the contract."""
+        tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+        if tensor.ndim - 1 != self.spatial_dims:
+            raise DataError(f"a {tensor.ndim - 1}-D image was given to a model trained on {self.spatial_dims}-D images")
+        if tensor.shape[0] != self.channels:
+            tensor = tensor.mean(dim=0, keepdim=True) if self.channels == 1 else tensor[:1].expand(self.channels, *tensor.shape[1:])
+        size = (self.image_size,) * self.spatial_dims
+        if tuple(tensor.shape[1:]) != size:
+            mode = "bilinear" if self.spatial_dims == 2 else "trilinear"
+            tensor = torch.nn.functional.interpolate(tensor[None], size=size, mode=mode, align_corners=False, antialias=self.spatial_dims == 2)[0]
+        return tensor
+
+    def _normalise(self, tensor: torch.Tensor) -> torch.Tensor:
+        view = (-1,) + (1,) * self.spatial_dims
+        return (tensor - torch.tensor(self.mean).view(view)) / torch.tensor(self.std).view(view)
+
+    def load(self, item: Any) -> torch.Tensor:
+        """One image ready for the model: read, channels, size, normalisation."""
+        return self._normalise(self._shape(_as_array(item, self.window)))
+
+    def transform(self, inputs: Any) -> torch.Tensor:
+        return torch.stack([self.load(item) for item in inputs])
+
+    def dataset(self, inputs: Any, targets: np.ndarray, *, train: bool = False) -> Dataset:
+        augmentation = _augmentation(self.spatial_dims) if train and self.augment else None
+        return ImageDataset(self, inputs, targets, augmentation)
+
+    def feature_matrix(self, inputs: Any) -> np.ndarray:
+        """Baseline features: the image average-pooled to at most 16 pixels a side, flattened."""
+        images = self.transform(inputs)
+        pool = torch.nn.functional.adaptive_avg_pool2d if self.spatial_dims == 2 else torch.nn.functional.adaptive_avg_pool3d
+        pooled = pool(images, min(16, self.image_size) if self.spatial_dims == 2 else min(8, self.image_size))
+        return pooled.reshape(len(images), -1).numpy()
+
+    def model_kwargs(self) -> dict[str, Any]:
+        return {"in_channels": self.channels, "image_size": self.image_size, "spatial_dims": self.spatial_dims}
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "image_size": self.image_size,
+            "spatial_dims": self.spatial_dims,
+            "channels": self.channels,
+            "intensity": "each image read to [0, 1] (DICOM via modality + VOI LUT), then (x - mean) / std",
+            "window": self.window,
+            "mean": self.mean,
+            "std": self.std,
+            "augment": self.augment,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> ImagePreprocessor:
+        keys = ("image_size", "window", "augment", "channels", "spatial_dims", "mean", "std")
+        return cls(**{k: config[k] for k in keys})
+
+
+def _augmentation(spatial_dims: int) -> Any:
+    """Mild, anatomy-preserving augmentation (no flips: left and right differ in a chest X-ray)."""
+    from monai.transforms import Compose, RandAffine, RandScaleIntensity, RandShiftIntensity
+
+    rotate = (0.17,) if spatial_dims == 2 else (0.17, 0.17, 0.17)
+    return Compose(
+        [
+            RandAffine(prob=0.8, rotate_range=rotate, scale_range=0.1, translate_range=0.06, padding_mode="border"),
+            RandScaleIntensity(factors=0.1, prob=0.5),
+            RandShiftIntensity(offsets=0.1, prob=0.5),
+        ]
+    )
+
+
+class ImageDataset(Dataset):
+    """Images loaded (and augmented) one at a time, so the dataset may be larger than memory.
+
+    Small in-memory arrays (``.npz``) are preprocessed once and cached.
+    """
+
+    def __init__(self, preprocessor: ImagePreprocessor, inputs: Any, targets: np.ndarray, augmentation: Any = None):
+        self.preprocessor, self.inputs, self.augmentation = preprocessor, inputs, augmentation
+        self.targets = np.asarray(targets)
+        self.cache = preprocessor.transform(inputs) if isinstance(inputs, np.ndarray) else None
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image = self.cache[index] if self.cache is not None else self.preprocessor.load(self.inputs[index])
+        if self.augmentation is not None:
+            # seeded from torch's generator, which the trainer seeds per epoch: resumable augmentation
+            self.augmentation.set_random_state(seed=int(torch.randint(0, 2**31 - 1, ())))
+            image = torch.as_tensor(self.augmentation(image)).float()
+        return image, torch.as_tensor(self.targets[index])

@@ -1,0 +1,62 @@
+"""Grad-CAM on a synthetic task whose answer is known: a bright square marks the positive class."""
+
+import numpy as np
+import pytest
+
+import medtorch
+from medtorch.explain import explain_image, save_overlay
+
+SIZE, SQUARE = 28, 7
+
+
+def squares(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """uint8 noise images; positives carry a bright square at a random place (returned as its corner)."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 90, size=(n, SIZE, SIZE)).astype(np.uint8)
+    labels = np.arange(n) % 2
+    corners = rng.integers(0, SIZE - SQUARE, size=(n, 2))
+    for image, label, (row, col) in zip(images, labels, corners):
+        if label:
+            image[row : row + SQUARE, col : col + SQUARE] = 230
+    return images, labels, corners
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("squares")
+    arrays = {}
+    for split, n, seed in (("train", 320, 0), ("val", 80, 1), ("test", 80, 2)):
+        images, labels, _ = squares(n, seed)
+        arrays[f"{split}_images"], arrays[f"{split}_labels"] = images, labels[:, None]
+    np.savez(folder / "squares.npz", **arrays)
+    overrides = {"model": {"name": "small_cnn"}, "train": {"epochs": 6}, "evaluate": {"bootstrap": 0, "baselines": False}}
+    run = medtorch.train(folder / "squares.npz", out=folder / "run", overrides=overrides, progress=False)
+    assert run.metrics["metrics"]["auroc"]["value"] > 0.95
+    return medtorch.load_bundle(folder / "run" / "bundle")
+
+
+def test_heatmap_has_the_image_shape_and_is_finite_in_unit_range(bundle):
+    images, _, _ = squares(4, seed=5)
+    explanation = explain_image(bundle, images[1])
+    assert explanation.heatmap.shape == (SIZE, SIZE)
+    assert np.isfinite(explanation.heatmap).all()
+    assert explanation.heatmap.min() >= 0 and explanation.heatmap.max() == pytest.approx(1)
+
+
+def test_heatmap_peaks_inside_the_square_that_decides_the_class(bundle):
+    images, labels, corners = squares(40, seed=7)
+    hits = 0
+    for image, label, (row, col) in zip(images, labels, corners):
+        if not label:
+            continue
+        peak_row, peak_col = np.unravel_index(np.argmax(explain_image(bundle, image).heatmap), (SIZE, SIZE))
+        hits += row - 2 <= peak_row < row + SQUARE + 2 and col - 2 <= peak_col < col + SQUARE + 2
+    assert hits >= 16  # of 20 positives
+
+
+def test_explanation_reports_the_prediction_and_writes_an_overlay(bundle, tmp_path):
+    images, _, _ = squares(2, seed=9)
+    explanation = explain_image(bundle, images[1])
+    assert explanation.label == 1 and explanation.probability > 0.5
+    path = save_overlay(explanation, tmp_path / "heatmap.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
