@@ -75,6 +75,9 @@ class Bundle:
         records = self.read(source)
         scores = self.predict_scores(records.inputs)
         table = pd.DataFrame(index=range(len(scores)))
+        names = self.modality.input_names(records)
+        if names is not None:
+            table["input"] = names
         if records.groups is not None:
             table["group"] = records.groups
         table = pd.concat([table, self.describe_scores(scores)], axis=1)

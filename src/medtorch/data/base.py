@@ -150,6 +150,10 @@ class Modality(ABC):
     def read(self, source: Any, data_config: Any, *, with_target: bool = True) -> Records:
         """Read ``source`` into records; with ``with_target=False`` no target is required."""
 
+    def input_names(self, records: Records) -> list[str] | None:
+        """A name for each record (e.g. the image file) to show beside its prediction, or ``None``."""
+        return None
+
     def split_labels(self, source: Any, data_config: Any) -> np.ndarray | None:
         """Per-record ``train``/``val``/``test`` labels of a predefined split, or ``None``."""
         return None

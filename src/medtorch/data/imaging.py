@@ -89,6 +89,9 @@ class Imaging(Modality):
         with np.load(source) as archive:
             return np.concatenate([[split] * len(archive[f"{split}_images"]) for split in _npz_splits(archive)])
 
+    def input_names(self, records: Records) -> list[str] | None:
+        return list(records.inputs) if isinstance(records.inputs, list) else None
+
     def preprocessor(self, data_config: DataConfig) -> ImagePreprocessor:
         return ImagePreprocessor(
             image_size=data_config.image_size,
@@ -102,9 +105,10 @@ class Imaging(Modality):
 
 # --------------------------------------------------------------------------- readers
 def _files_under(folder: Path, limit: int | None = None) -> list[Path]:
+    """Files below ``folder``, skipping anything hidden (``.ipynb_checkpoints``, ``.DS_Store`` ...)."""
     files = []
     for path in sorted(folder.rglob("*")):
-        if path.is_file() and not path.name.startswith("."):
+        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts):
             files.append(path)
             if limit and len(files) >= limit:
                 break
@@ -206,7 +210,10 @@ def _as_array(item: Any, window: list[float] | None) -> np.ndarray:
     array = np.asarray(item)
     scale = 255.0 if array.dtype == np.uint8 else (65535.0 if array.dtype == np.uint16 else 1.0)
     array = array.astype(np.float32) / scale
-    return array[None] if array.ndim == 2 else np.moveaxis(array, -1, 0)  # (H, W) or (H, W, C)
+    channels_last = array.ndim == 4 or (array.ndim == 3 and array.shape[-1] in (1, 3, 4))
+    if channels_last:  # (H, W, C) or (D, H, W, C), as MedMNIST stores colour; alpha dropped
+        return np.moveaxis(array, -1, 0)[:3]
+    return array[None]  # (H, W) grey, or (D, H, W) a volume
 
 
 class ImagePreprocessor(Preprocessor):
@@ -333,5 +340,6 @@ class ImageDataset(Dataset):
         if self.augmentation is not None:
             # seeded from torch's generator, which the trainer seeds per epoch: resumable augmentation
             self.augmentation.set_random_state(seed=int(torch.randint(0, 2**31 - 1, ())))
-            image = torch.as_tensor(self.augmentation(image)).float()
+            image = self.augmentation(image)
+            image = (image.as_tensor() if hasattr(image, "as_tensor") else torch.as_tensor(image)).float()  # MetaTensor is slow
         return image, torch.as_tensor(self.targets[index])
