@@ -100,7 +100,8 @@ def train(
     summary = evaluate_run(fitted.bundle, records, train_idx, val_idx, evaluated_on, cfg, fitted.training, progress=progress)
     summary["evaluated_on"] = "test" if len(test_idx) else "validation"
     (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
-    write_report(out_dir / "report.html", summary, fitted.history)
+    examples = modality.explanation_examples(fitted.bundle, records.subset(evaluated_on))
+    write_report(out_dir / "report.html", summary, fitted.history, examples)
     (out_dir / "checkpoint.safetensors").unlink(missing_ok=True)
     return RunResult(out_dir, cfg, summary, fitted.bundle)
 

@@ -22,7 +22,7 @@ def squares(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
+def run_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("squares")
     arrays = {}
     for split, n, seed in (("train", 320, 0), ("val", 80, 1), ("test", 80, 2)):
@@ -32,7 +32,12 @@ def bundle(tmp_path_factory):
     overrides = {"model": {"name": "small_cnn"}, "train": {"epochs": 6}, "evaluate": {"bootstrap": 0, "baselines": False}}
     run = medtorch.train(folder / "squares.npz", out=folder / "run", overrides=overrides, progress=False)
     assert run.metrics["metrics"]["auroc"]["value"] > 0.95
-    return medtorch.load_bundle(folder / "run" / "bundle")
+    return folder / "run"
+
+
+@pytest.fixture(scope="module")
+def bundle(run_folder):
+    return medtorch.load_bundle(run_folder / "bundle")
 
 
 def test_heatmap_has_the_image_shape_and_is_finite_in_unit_range(bundle):
@@ -60,3 +65,10 @@ def test_explanation_reports_the_prediction_and_writes_an_overlay(bundle, tmp_pa
     assert explanation.label == 1 and explanation.probability > 0.5
     path = save_overlay(explanation, tmp_path / "heatmap.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_shows_grad_cam_overlays_of_test_predictions(run_folder):
+    page = (run_folder / "report.html").read_text()
+    section = page.split("Explanations of test predictions", 1)[1]
+    assert section.count("data:image/png;base64,") >= 3
+    assert "correct: true 1, predicted 1" in section

@@ -154,6 +154,10 @@ class Modality(ABC):
         """A name for each record (e.g. the image file) to show beside its prediction, or ``None``."""
         return None
 
+    def explanation_examples(self, bundle: Any, records: Records) -> list[tuple[bytes, str]]:
+        """PNG pictures with captions explaining a few test predictions, for the report (none by default)."""
+        return []
+
     def split_labels(self, source: Any, data_config: Any) -> np.ndarray | None:
         """Per-record ``train``/``val``/``test`` labels of a predefined split, or ``None``."""
         return None

@@ -92,6 +92,26 @@ class Imaging(Modality):
     def input_names(self, records: Records) -> list[str] | None:
         return list(records.inputs) if isinstance(records.inputs, list) else None
 
+    def explanation_examples(self, bundle: Any, records: Records, per_kind: int = 3) -> list[tuple[bytes, str]]:
+        """Grad-CAM overlays for the first few correctly and wrongly predicted test images."""
+        import io
+
+        from medtorch.explain import explain_image, save_overlay
+
+        if bundle.kind != "torch" or records.target is None or bundle.task.type not in ("binary", "multiclass"):
+            return []
+        predicted = bundle.describe_scores(bundle.predict_scores(records.inputs))["prediction"].to_numpy()
+        truth = np.asarray(records.target)
+        correct = np.array([str(p) == str(t) for p, t in zip(predicted, truth)])
+        chosen = [*np.flatnonzero(correct)[:per_kind], *np.flatnonzero(~correct)[:per_kind]]
+        examples = []
+        for index in chosen:
+            buffer = io.BytesIO()
+            save_overlay(explain_image(bundle, records.inputs[index]), buffer)
+            verdict = "correct" if correct[index] else "wrong"
+            examples.append((buffer.getvalue(), f"{verdict}: true {truth[index]}, predicted {predicted[index]}"))
+        return examples
+
     def preprocessor(self, data_config: DataConfig) -> ImagePreprocessor:
         return ImagePreprocessor(
             image_size=data_config.image_size,

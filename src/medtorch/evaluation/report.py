@@ -21,8 +21,11 @@ th:first-child,td:first-child{text-align:left} .muted{color:#6b7785} img{max-wid
 """
 
 
-def write_report(path: str | Path, summary: dict[str, Any], history: list[dict[str, float]]) -> Path:
-    """Write the run's report; ``summary`` is the content of ``metrics.json``."""
+def write_report(
+    path: str | Path, summary: dict[str, Any], history: list[dict[str, float]], examples: list[tuple[bytes, str]] = ()
+) -> Path:
+    """Write the run's report; ``summary`` is the content of ``metrics.json``, ``examples`` PNG
+    explanations (e.g. Grad-CAM overlays) with their captions."""
     sections = [
         f"<h1>medtorch run: {html.escape(summary['model'])}</h1>",
         f"<p class=muted>{html.escape(summary['task'])} task, evaluated on the {html.escape(summary.get('evaluated_on', 'test'))} "
@@ -36,6 +39,9 @@ def write_report(path: str | Path, summary: dict[str, Any], history: list[dict[s
     figures = [f for f in figures if f]
     if figures:
         sections += ["<h2>Figures</h2>", "<div class=figs>" + "".join(figures) + "</div>"]
+    if examples:
+        pictures = "".join(_png_html(png, caption, caption) for png, caption in examples)
+        sections += ["<h2>Explanations of test predictions</h2>", f"<div class=figs>{pictures}</div>"]
     page = f"<!doctype html><html lang=en><head><meta charset=utf-8><title>medtorch report</title><style>{STYLE}</style></head><body>{''.join(sections)}</body></html>"
     path = Path(path)
     path.write_text(page)
@@ -86,8 +92,14 @@ def _figure_html(figure: Any, alt: str) -> str:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     plt.close(figure)
-    encoded = base64.b64encode(buffer.getvalue()).decode()
-    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{encoded}"></figure>'
+    return _png_html(buffer.getvalue(), alt)
+
+
+def _png_html(png: bytes, alt: str, caption: str | None = None) -> str:
+    """An embedded PNG (the report stays one self-contained file), with an optional caption."""
+    encoded = base64.b64encode(png).decode()
+    below = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
+    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{encoded}">{below}</figure>'
 
 
 def _pyplot() -> Any:

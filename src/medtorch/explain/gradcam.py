@@ -95,8 +95,8 @@ def _unit(values: np.ndarray) -> np.ndarray:
     return (values - low) / (high - low) if high > low else np.zeros_like(values)
 
 
-def save_overlay(explanation: Explanation, path: str | Path) -> Path:
-    """A PNG: the image, and the heatmap over it, titled with the prediction."""
+def save_overlay(explanation: Explanation, path: str | Path | Any) -> str | Path | Any:
+    """A PNG: the image, and the heatmap over it, titled with the prediction (to a path or a binary file)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -113,8 +113,9 @@ def save_overlay(explanation: Explanation, path: str | Path) -> Path:
     left.set_title("image")
     right.set_title(f"Grad-CAM for {explanation.explained_class}")
     figure.suptitle(f"predicted: {explanation.label} (p = {explanation.probability:.2f})")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120, bbox_inches="tight")
+    if isinstance(path, (str, Path)):
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120, bbox_inches="tight", format="png")
     plt.close(figure)
     return path
