@@ -134,3 +134,14 @@ def run_medtorch(*args: object, cwd: Path | None = None, timeout: float = 300) -
 def run_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
     """The CLI runner (see :func:`run_medtorch`)."""
     return run_medtorch
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny CPU models train fastest on one thread, and runs stay quick on a busy 2-core machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

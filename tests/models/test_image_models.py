@@ -17,13 +17,7 @@ VOLUME_MODELS = ["resnet18", "small_cnn"]
 OUT = 3
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small CPU models run fastest on one thread, and the suite stays quick on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _forward_backward(model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
