@@ -23,7 +23,7 @@ import numpy as np
 
 from medtorch.bundle import Bundle, load_bundle
 from medtorch.config import ModelConfig, RunConfig, load_config, merge, parse_config
-from medtorch.data.base import Modality, Records, detect_modality, get_modality
+from medtorch.data.base import Modality, Preprocessor, Records, detect_modality, get_modality
 from medtorch.data.splits import assert_no_group_leak, train_val_test_split
 from medtorch.errors import ConfigError, DataError, MedtorchError
 from medtorch.registry import ModelEntry, _did_you_mean, create_model, get_model_entry
@@ -116,17 +116,19 @@ def fit_bundle(
     *,
     run_dir: Path | None = None,
     progress: bool = True,
+    preprocessor: Preprocessor | None = None,
 ) -> FitResult:
     """Fit preprocessing and model on ``train_idx``, early-stop and pick the threshold on ``val_idx``.
 
-    ``cfg`` must be resolved (:func:`resolve_config`).
+    ``cfg`` must be resolved (:func:`resolve_config`). A ``preprocessor`` already fitted on the
+    same training records (e.g. the main model's, for a baseline) is reused as it is.
     """
     from medtorch.evaluation.thresholds import choose_threshold
 
     train_records, val_records = records.subset(train_idx), records.subset(val_idx)
     if task.type == "regression":
         task.fit_target_scale(np.asarray(train_records.target, dtype=float))
-    preprocessor = modality.preprocessor(cfg.data).fit(train_records)
+    preprocessor = preprocessor or modality.preprocessor(cfg.data).fit(train_records)
     entry = get_model_entry(cfg.model.name)
     y_train, y_val = task.encode(train_records.target), task.encode(val_records.target)
     training: dict[str, Any] = {}
@@ -216,7 +218,9 @@ def evaluate_run(
     steps.advance()
     for name in baselines:
         baseline_cfg = cfg.model_copy(update={"model": ModelConfig(name=name)})
-        baseline = fit_bundle(bundle.modality, records, train_idx, val_idx, bundle.task, baseline_cfg).bundle
+        baseline = fit_bundle(
+            bundle.modality, records, train_idx, val_idx, bundle.task, baseline_cfg, preprocessor=bundle.preprocessor
+        ).bundle
         baseline_scores = baseline.predict_scores(test.inputs)
         summary["baselines"][name] = {
             "threshold": baseline.threshold,
