@@ -46,6 +46,9 @@ class DataConfig(_Strict):
     window: tuple[float, float] | None = Field(None, description="images: intensity window (centre, width), e.g. [40, 400] for CT soft tissue")
     augment: bool = Field(True, description="images: random affine and intensity augmentation while training")
     skip_bad_files: bool = Field(False, description="images: skip unreadable files (listed in the run folder) instead of stopping")
+    volume_slices: bool = Field(
+        False, description="images: train a 2-D model on each volume's slices (the volume is the group of its slices)"
+    )
 
 
 class TaskConfig(_Strict):

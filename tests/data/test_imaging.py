@@ -447,3 +447,36 @@ def test_every_file_unreadable_is_a_data_error_even_when_skipping(tmp_path):
         truncate(path)
     with pytest.raises(DataError, match="every image file is unreadable"):
         Imaging().read(root, DataConfig(skip_bad_files=True))
+
+
+def test_volumes_as_slices_train_a_2d_model_and_keep_each_volume_in_one_split(tmp_path):
+    import nibabel
+
+    import medtorch
+
+    rng = np.random.default_rng(0)
+    for label in ("healthy", "lesion"):
+        (tmp_path / "volumes" / label).mkdir(parents=True)
+        for i in range(6):
+            volume = rng.normal(0, 1, size=(12, 12, 8)).astype(np.float32)
+            if label == "lesion":
+                volume[3:9, 3:9, :] += 6
+            nibabel.save(nibabel.Nifti1Image(volume, np.eye(4)), tmp_path / "volumes" / label / f"{i}.nii.gz")
+    config = DataConfig(volume_slices=True)
+    records = Imaging().read(tmp_path / "volumes", config)
+    assert len(records) == 12 * 8
+    assert len(np.unique(records.groups)) == 12
+    overrides = {
+        "data": {"volume_slices": True, "augment": False},
+        "model": {"name": "small_cnn"},
+        "train": {"epochs": 3},
+        "evaluate": {"bootstrap": 0, "baselines": False},
+    }
+    run = medtorch.train(tmp_path / "volumes", out=tmp_path / "run", overrides=overrides, progress=False)
+    splits = run.metrics["splits"]
+    assert sum(splits[s]["n"] for s in ("train", "val", "test")) == 96
+    assert all(splits[s]["n"] % 8 == 0 for s in ("train", "val", "test"))  # whole volumes only
+    assert run.bundle.preprocessor.spatial_dims == 2
+    predictions = medtorch.load_bundle(tmp_path / "run" / "bundle").predict(tmp_path / "volumes" / "lesion" / "0.nii.gz")
+    assert len(predictions) == 8
+    assert predictions["input"].iloc[3].endswith("0.nii.gz#slice3")

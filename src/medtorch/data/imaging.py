@@ -19,6 +19,7 @@ training images and saves in the bundle.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +82,8 @@ class Imaging(Modality):
             records = _read_folder(path, with_target)
         else:
             records = Records(inputs=[str(path)])
-        return _drop_unreadable(records, data_config)
+        records = _drop_unreadable(records, data_config)
+        return _as_slices(records, data_config) if data_config.volume_slices else records
 
     def split_labels(self, source: Any, data_config: DataConfig) -> np.ndarray | None:
         if Path(source).suffix.lower() != ".npz":
@@ -90,7 +92,9 @@ class Imaging(Modality):
             return np.concatenate([[split] * len(archive[f"{split}_images"]) for split in _npz_splits(archive)])
 
     def input_names(self, records: Records) -> list[str] | None:
-        return list(records.inputs) if isinstance(records.inputs, list) else None
+        if not isinstance(records.inputs, list):
+            return None
+        return [f"{item[0]}#slice{item[1]}" if isinstance(item, tuple) else item for item in records.inputs]
 
     def explanation_examples(self, bundle: Any, records: Records, per_kind: int = 3) -> list[tuple[bytes, str]]:
         """Grad-CAM overlays for the first few correctly and wrongly predicted test images."""
@@ -222,9 +226,38 @@ def _drop_unreadable(records: Records, data_config: DataConfig) -> Records:
     return kept
 
 
+def _as_slices(records: Records, data_config: DataConfig) -> Records:
+    """Each volume becomes its slices along the first spatial axis; a slice's group is its volume
+    (or the volume's patient), so no volume is split between training and test."""
+    window = list(data_config.window) if data_config.window else None
+    items, owners = [], []
+    for index, path in enumerate(records.inputs):
+        volume = _load_cached(path, tuple(window) if window else None)
+        if volume.ndim != 4:
+            raise DataError(f"{path} is not a volume; volume_slices needs 3-D images (NIfTI, multi-frame DICOM)")
+        items += [(path, k) for k in range(volume.shape[1])]
+        owners += [index] * volume.shape[1]
+    owners_array = np.asarray(owners)
+    expanded = records.subset(owners_array)
+    expanded.inputs = items
+    expanded.groups = (records.groups if records.groups is not None else np.asarray(records.inputs, dtype=object))[owners_array]
+    expanded.skipped = records.skipped
+    return expanded
+
+
+@functools.lru_cache(maxsize=8)
+def _load_cached(path: str, window: tuple[float, float] | None) -> np.ndarray:
+    """Recently read volumes, so the slices of one volume read its file once."""
+    return _io().load_image(path, window=window)
+
+
 # --------------------------------------------------------------------------- preprocessing
 def _as_array(item: Any, window: list[float] | None) -> np.ndarray:
-    """One image as float32 (C, H, W) or (C, D, H, W) in [0, 1]: from a path, or a raw array (npz)."""
+    """One image as float32 (C, H, W) or (C, D, H, W) in [0, 1]: from a path, a (volume path, slice)
+    pair, or a raw array (npz)."""
+    if isinstance(item, tuple):
+        path, index = item
+        return _load_cached(path, tuple(window) if window else None)[:, index]
     if isinstance(item, (str, Path)):
         return _io().load_image(item, window=tuple(window) if window else None)
     array = np.asarray(item)
