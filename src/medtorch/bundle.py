@@ -46,6 +46,7 @@ class Bundle:
     modality: Modality
     preprocessor: Preprocessor
     threshold: float | None = None
+    test_time_augmentation: int = 0
     data_config: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
 
@@ -59,7 +60,17 @@ class Bundle:
 
         if self.kind == "sklearn":
             return sklearn_scores(self.model, self.task, self.preprocessor.feature_matrix(inputs))
-        return predict_scores(self.model, self.task, self.preprocessor.dataset(inputs, np.zeros(len(inputs))))
+        targets = np.zeros(len(inputs))
+        scores = predict_scores(self.model, self.task, self.preprocessor.dataset(inputs, targets))
+        if not self.test_time_augmentation:
+            return scores
+        import torch
+
+        augmented = self.preprocessor.dataset(inputs, targets, train=True)
+        with torch.random.fork_rng():  # repeatable, and leaves the caller's random state alone
+            torch.manual_seed(0)
+            copies = [predict_scores(self.model, self.task, augmented) for _ in range(self.test_time_augmentation)]
+        return np.mean([scores, *copies], axis=0)
 
     def read(self, source: Any) -> Any:
         """Records of new data, read the way the training data was (missing codes, columns, types)."""
@@ -136,6 +147,7 @@ def save_bundle(bundle: Bundle, path: str | Path) -> Path:
         },
         "task": bundle.task.get_config(),
         "threshold": bundle.threshold,
+        "test_time_augmentation": bundle.test_time_augmentation,
         "data": _jsonable(bundle.data_config),
         "preprocessing": bundle.preprocessor.get_config(),
         "metadata": _jsonable(bundle.metadata),
@@ -181,6 +193,7 @@ def load_bundle(path: str | Path) -> Bundle:
         modality=modality,
         preprocessor=modality.preprocessor_from_config(config["preprocessing"]),
         threshold=config.get("threshold"),
+        test_time_augmentation=config.get("test_time_augmentation", 0),
         data_config=config.get("data", {}),
         metadata=config.get("metadata", {}),
     )

@@ -96,6 +96,9 @@ class EvaluateConfig(_Strict):
     confidence: float = Field(0.95, gt=0, lt=1)
     threshold: ThresholdConfig = Field(default_factory=ThresholdConfig)
     baselines: bool = Field(True, description="also fit the modality's simple baselines and report them")
+    test_time_augmentation: int = Field(
+        0, ge=0, description="average the prediction with this many augmented copies (modalities that augment, e.g. images)"
+    )
 
 
 class RunConfig(_Strict):

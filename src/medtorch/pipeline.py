@@ -175,6 +175,8 @@ def fit_bundle(
         }
     reading = {k: v for k, v in cfg.data.model_dump(mode="json").items() if k in BUNDLED_DATA_SETTINGS}
     bundle = Bundle(model, entry.name, kwargs, task, modality, preprocessor, data_config=reading)
+    if entry.kind == "torch":
+        bundle.test_time_augmentation = cfg.evaluate.test_time_augmentation
     if task.type == "binary":
         threshold_cfg = cfg.evaluate.threshold
         bundle.threshold = choose_threshold(y_val, bundle.predict_scores(val_records.inputs), threshold_cfg.method, threshold_cfg.value)

@@ -72,3 +72,16 @@ def test_report_shows_grad_cam_overlays_of_test_predictions(run_folder):
     section = page.split("Explanations of test predictions", 1)[1]
     assert section.count("data:image/png;base64,") >= 3
     assert "correct: true 1, predicted 1" in section
+
+
+def test_test_time_augmentation_averages_augmented_copies_repeatably(bundle):
+    images, _, _ = squares(6, seed=11)
+    plain = bundle.predict_scores(images)
+    bundle.test_time_augmentation = 4
+    try:
+        first, second = bundle.predict_scores(images), bundle.predict_scores(images)
+    finally:
+        bundle.test_time_augmentation = 0
+    np.testing.assert_array_equal(first, second)
+    assert not np.allclose(first, plain)
+    assert np.all((first >= 0) & (first <= 1))
