@@ -48,7 +48,7 @@ def run_dataset(name: str, data_root: Path, out_root: Path, epochs: int | None, 
     seconds = time.perf_counter() - start
     modality = get_modality("image")
     records = modality.read(path, DataConfig())
-    test = np.flatnonzero(modality.split_labels(path, DataConfig()) == "test")
+    test = np.flatnonzero(records.split == "test")
     scores = run.bundle.predict_scores(records.subset(test).inputs)
     y = run.bundle.task.encode(records.target[test])
     medmnist = evaluate(run.bundle.task, y, scores, threshold=0.5, n_bootstrap=1000, seed=0)
@@ -76,7 +76,7 @@ def throughput(data_root: Path, model_name: str, epochs: int = 1) -> dict:
     modality = get_modality("image")
     path = data_root / DATASETS["pneumoniamnist"]
     records = modality.read(path, DataConfig())
-    train = np.flatnonzero(modality.split_labels(path, DataConfig()) == "train")
+    train = np.flatnonzero(records.split == "train")
     records = records.subset(train)
     task = infer_task(records.target)
     preprocessor = modality.preprocessor(DataConfig()).fit(records)

@@ -68,3 +68,13 @@ def test_predefined_split_column_is_respected(tmp_path):
     overrides = {**FAST, "data": {"split_column": "split"}}
     run = medtorch.train(frame, target="y", out=tmp_path / "run", overrides=overrides, progress=False)
     assert [run.metrics["splits"][k]["n"] for k in ("train", "val", "test")] == [120, 40, 40]
+
+
+def test_predefined_split_stays_aligned_when_unlabeled_rows_use_a_column_missing_code(tmp_path):
+    frame = table(200)
+    frame["y"] = (frame["b"] > 0).astype(int)
+    frame.loc[::10, "y"] = -1  # "not assessed": 20 rows, 12 of them in train
+    frame["split"] = ["train"] * 120 + ["val"] * 40 + ["test"] * 40
+    overrides = {**FAST, "data": {"split_column": "split", "column_missing_values": {"y": [-1]}}}
+    run = medtorch.train(frame, target="y", out=tmp_path / "run", overrides=overrides, progress=False)
+    assert [run.metrics["splits"][k]["n"] for k in ("train", "val", "test")] == [108, 36, 36]

@@ -80,7 +80,7 @@ def train(
     modality = get_modality(cfg.data.format) if cfg.data.format else detect_modality(source)
     records = modality.read(source, cfg.data)
     task = infer_task(records.target, cfg.task.type, cfg.task.positive, _label_names(cfg))
-    train_idx, val_idx, test_idx = _split(modality, source, records, cfg)
+    train_idx, val_idx, test_idx = _split(records, cfg)
     cfg = resolve_config(cfg, modality, task, len(train_idx))
     main_process = is_main_process()
     if main_process:
@@ -322,8 +322,9 @@ def _prepare_out_dir(out_dir: Path, overwrite: bool) -> Path:
     return out_dir
 
 
-def _split(modality: Modality, source: Any, records: Records, cfg: RunConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    labels = modality.split_labels(source, cfg.data)
+def _split(records: Records, cfg: RunConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The source's own split when it has one (a split column, MedMNIST's official split), else a stratified one by patient."""
+    labels = records.split
     if labels is not None:
         named = {"train": [], "val": [], "test": []}
         aliases = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}

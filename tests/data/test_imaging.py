@@ -199,7 +199,7 @@ def archive(tmp_path) -> Path:
 
 
 def test_npz_keeps_the_official_split(archive):
-    labels = Imaging().split_labels(archive, DataConfig())
+    labels = Imaging().read(archive, DataConfig()).split
     assert list(labels) == ["train"] * 5 + ["val"] * 2 + ["test"] * 3
 
 
@@ -224,8 +224,8 @@ def test_npz_of_3d_volumes_gives_a_3d_contract(tmp_path):
     assert (preprocessor.spatial_dims, preprocessor.channels, preprocessor.image_size) == (3, 1, 16)
 
 
-def test_split_labels_of_a_folder_are_none(tmp_path):
-    assert Imaging().split_labels(class_folder(tmp_path / "xrays"), DataConfig()) is None
+def test_a_class_folder_has_no_predefined_split(tmp_path):
+    assert Imaging().read(class_folder(tmp_path / "xrays"), DataConfig()).split is None
 
 
 # ---------------------------------------------------------------- the input contract

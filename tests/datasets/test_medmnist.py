@@ -147,7 +147,7 @@ def test_fetched_file_reads_as_images_with_the_official_splits(name, shared_data
     records = modality.read(path, DataConfig())
     assert len(records) == sum(info.n_samples.values())
     assert records.inputs.shape[1:] == (info.size, info.size)
-    splits, counts = np.unique(modality.split_labels(path, DataConfig()), return_counts=True)
+    splits, counts = np.unique(records.split, return_counts=True)
     assert dict(zip(splits.tolist(), counts.tolist())) == dict(info.n_samples)
     assert infer_task(records.target).type == info.task
     assert sorted(np.unique(records.target).tolist()) == list(range(len(info.labels)))
@@ -166,7 +166,7 @@ def test_fetched_file_trains_on_its_official_train_split(shared_data):
     path = fetch("breastmnist", root=shared_data, verify=False)
     modality = get_modality("image")
     records = modality.read(path, DataConfig())
-    train = records.subset(np.flatnonzero(modality.split_labels(path, DataConfig()) == "train"))
+    train = records.subset(np.flatnonzero(records.split == "train"))
     assert len(train) == info.n_samples["train"]
     preprocessor = modality.preprocessor(DataConfig(augment=False)).fit(train)
     inputs, targets = next(iter(torch.utils.data.DataLoader(preprocessor.dataset(train.inputs, train.target), batch_size=64)))

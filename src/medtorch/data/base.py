@@ -39,7 +39,8 @@ class Records:
 
     ``inputs`` is whatever the modality reads (a DataFrame of features, a list of image paths,
     an array of signals); ``target`` holds the raw labels (``None`` at prediction time);
-    ``groups`` the patient id of each sample; ``attributes`` the subgroup columns (sex, age, site).
+    ``groups`` the patient id of each sample; ``attributes`` the subgroup columns (sex, age, site);
+    ``split`` a predefined split (``train``/``val``/``test`` per sample), when the source has one.
 
     >>> train = records.subset(np.arange(100))
     """
@@ -48,6 +49,7 @@ class Records:
     target: np.ndarray | None = None
     groups: np.ndarray | None = None
     attributes: pd.DataFrame | None = None
+    split: np.ndarray | None = None
     skipped: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
@@ -72,6 +74,7 @@ class Records:
             target=None if self.target is None else self.target[indices],
             groups=None if self.groups is None else self.groups[indices],
             attributes=None if self.attributes is None else self.attributes.iloc[indices].reset_index(drop=True),
+            split=None if self.split is None else self.split[indices],
         )
 
 
@@ -157,10 +160,6 @@ class Modality(ABC):
     def explanation_examples(self, bundle: Any, records: Records) -> list[tuple[bytes, str]]:
         """PNG pictures with captions explaining a few test predictions, for the report (none by default)."""
         return []
-
-    def split_labels(self, source: Any, data_config: Any) -> np.ndarray | None:
-        """Per-record ``train``/``val``/``test`` labels of a predefined split, or ``None``."""
-        return None
 
     @abstractmethod
     def preprocessor(self, data_config: Any) -> Preprocessor:

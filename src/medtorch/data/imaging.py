@@ -85,12 +85,6 @@ class Imaging(Modality):
         records = _drop_unreadable(records, data_config)
         return _as_slices(records, data_config) if data_config.volume_slices else records
 
-    def split_labels(self, source: Any, data_config: DataConfig) -> np.ndarray | None:
-        if Path(source).suffix.lower() != ".npz":
-            return None
-        with np.load(source) as archive:
-            return np.concatenate([[split] * len(archive[f"{split}_images"]) for split in _npz_splits(archive)])
-
     def input_names(self, records: Records) -> list[str] | None:
         if not isinstance(records.inputs, list):
             return None
@@ -193,12 +187,13 @@ def _read_npz(path: Path, with_target: bool) -> Records:
         with np.load(path) as archive:
             splits = _npz_splits(archive)
             images = np.concatenate([archive[f"{s}_images"] for s in splits])
+            split = np.concatenate([[s] * len(archive[f"{s}_images"]) for s in splits])
             labels = np.concatenate([archive[f"{s}_labels"] for s in splits]) if with_target else None
     except (OSError, ValueError, KeyError) as error:
         raise DataError(f"cannot read {path} as an .npz dataset: {error}") from None
     if labels is not None and labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]
-    return Records(inputs=images, target=labels)
+    return Records(inputs=images, target=labels, split=split)
 
 
 def _drop_unreadable(records: Records, data_config: DataConfig) -> Records:

@@ -173,6 +173,7 @@ class Tabular(Modality):
             target=target,
             groups=None if group is None else frame[group].astype(str).to_numpy(),
             attributes=frame[attributes].reset_index(drop=True) if attributes else None,
+            split=frame[data_config.split_column].astype(str).str.strip().str.lower().to_numpy() if data_config.split_column else None,
         )
 
     @staticmethod
@@ -187,15 +188,6 @@ class Tabular(Modality):
             is_numeric = name in numeric or (name not in categorical and _looks_numeric(column))
             typed[name] = coerce_numeric(column) if is_numeric else column.map(category_label).astype(object)
         return pd.DataFrame(typed)
-
-    def split_labels(self, source: Any, data_config: DataConfig) -> np.ndarray | None:
-        """Values of ``data.split_column`` (train/val/test) for a predefined split, if configured."""
-        if not data_config.split_column:
-            return None
-        frame = read_table(source, data_config.missing_values)
-        targets = _as_list(data_config.target)
-        frame = frame.loc[~frame[targets].isna().any(axis=1)]
-        return frame[data_config.split_column].astype(str).str.lower().to_numpy()
 
     def preprocessor(self, data_config: DataConfig) -> TabularPreprocessor:
         return TabularPreprocessor()
