@@ -97,6 +97,8 @@ class Trainer:
             self.model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         # a model that trains k ensemble members at once (TabM) says so; see _per_member
         self.trains_members = bool(getattr(self.module, "trains_members", False))
+        self._weights_of: Dataset | None = None  # the dataset whose balanced-sampling weights are cached
+        self._weights: torch.Tensor | None = None
         self.optimizer = _make_optimizer(config, self.module.parameters(), lr, weight_decay)
         mp = config.mixed_precision
         self.autocast = self.device.type == "cuda" and (mp is True or mp == "auto")
@@ -117,6 +119,7 @@ class Trainer:
             state, best_weights = self._restore(scheduler)
             resumed = state.epoch + 1
         seconds_before = state.history[-1]["seconds"] if state.history else 0.0
+        val_targets = None if val is None else _targets(val)  # once: a dataset may load every item to give them
         with _ProgressBar(self.show_progress and self.dist.is_main, self.config.epochs, resumed or 0) as bar:
             for epoch in range(state.epoch + 1, self.config.epochs):
                 if state.finished:
@@ -124,7 +127,7 @@ class Trainer:
                 lr = self.optimizer.param_groups[0]["lr"]  # the rate this epoch starts with
                 row = {"epoch": epoch, "train_loss": self._train_epoch(train, epoch, loss_fn, scheduler, bar), "lr": lr}
                 if val is not None:
-                    row.update(self._validate(val, loss_fn))
+                    row.update(self._validate(val, val_targets, loss_fn))
                 row["seconds"] = round(seconds_before + time.perf_counter() - start_time, 3)
                 state.history.append(row)
                 state.epoch = epoch
@@ -176,11 +179,10 @@ class Trainer:
             torch.distributed.all_reduce(total)
         return (total[0] / total[1].clamp(min=1)).item()
 
-    def _validate(self, val: Dataset, loss_fn: torch.nn.Module) -> dict[str, float]:
+    def _validate(self, val: Dataset, targets: torch.Tensor, loss_fn: torch.nn.Module) -> dict[str, float]:
         from medtorch.evaluation.metrics import primary_metric
 
         logits = model_outputs(self.module, val, batch_size=1024, device=self.device)
-        targets = _targets(val)
         with torch.no_grad():
             loss = loss_fn(logits.to(self.device), targets.to(self.device)).item()
         scores = self.task.scores(logits).numpy()
@@ -195,7 +197,7 @@ class Trainer:
         generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
         n = len(train)
         if self.config.sampler == "balanced":
-            order = torch.multinomial(_balanced_sample_weights(train), n, replacement=True, generator=generator)
+            order = torch.multinomial(self._sample_weights(train), n, replacement=True, generator=generator)
         else:
             order = torch.randperm(n, generator=generator)
         world, rank = self.dist.world_size, self.dist.rank
@@ -212,6 +214,12 @@ class Trainer:
             batch_sampler = [share.tolist() for share in shares]
             pairs = iter(DataLoader(train, batch_sampler=batch_sampler, num_workers=self.config.num_workers))
         return ((x, y, weight) for (x, y), weight in zip(pairs, weights))
+
+    def _sample_weights(self, train: Dataset) -> torch.Tensor:
+        """Balanced-sampling weights of ``train``, computed once rather than every epoch."""
+        if self._weights_of is not train:
+            self._weights_of, self._weights = train, _balanced_sample_weights(train)
+        return self._weights
 
     def _steps_per_epoch(self, n: int) -> int:
         full, rest = divmod(n, self.batch_size)
