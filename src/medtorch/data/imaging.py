@@ -316,9 +316,13 @@ class ImagePreprocessor(Preprocessor):
         view = (-1,) + (1,) * self.spatial_dims
         return (tensor - torch.tensor(self.mean).view(view)) / torch.tensor(self.std).view(view)
 
+    def resized(self, item: Any) -> torch.Tensor:
+        """One image read, with the contract's channels and size, in [0, 1] (for display)."""
+        return self._shape(_as_array(item, self.window))
+
     def load(self, item: Any) -> torch.Tensor:
         """One image ready for the model: read, channels, size, normalisation."""
-        return self._normalise(self._shape(_as_array(item, self.window)))
+        return self._normalise(self.resized(item))
 
     def transform(self, inputs: Any) -> torch.Tensor:
         return torch.stack([self.load(item) for item in inputs])

@@ -68,7 +68,7 @@ def explain_image(bundle: Bundle, image: Any, explained_class: Any = None) -> Ex
         probability = float(scores[0] if label == task.positive else 1 - scores[0])
     else:
         probability = float(np.max(scores[0]))
-    display = preprocessor._shape(_raw(item, preprocessor)).mean(dim=0).numpy()
+    display = preprocessor.resized(item).mean(dim=0).numpy()
     explained = task.positive if task.type == "binary" else task.classes[class_index]
     return Explanation(_unit(heatmap), display, label, probability, explained)
 
@@ -82,12 +82,6 @@ def _class_index(task: Any, explained_class: Any, scores: np.ndarray) -> int:
     if str(explained_class) not in names:
         raise MedtorchError(f"class {explained_class!r} is not one of {names}")
     return names.index(str(explained_class))
-
-
-def _raw(item: Any, preprocessor: Any) -> np.ndarray:
-    from medtorch.data.imaging import _as_array
-
-    return _as_array(item, preprocessor.window)
 
 
 def _unit(values: np.ndarray) -> np.ndarray:
