@@ -29,6 +29,12 @@ def _safe(fn: Any, *args: Any, **kwargs: Any) -> float:
             return float("nan")
 
 
+def _nanmean(values: list[float]) -> float:
+    """The mean of the defined values (a class absent from a resample has no AUROC), NaN if none."""
+    defined = [v for v in values if not np.isnan(v)]
+    return float(np.mean(defined)) if defined else float("nan")
+
+
 def _ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator else float("nan")
 
@@ -85,25 +91,61 @@ def binary_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, 
 
 
 def multiclass_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """Macro averages weigh every class equally; micro averages weigh every sample (micro F1 = accuracy)."""
     labels = np.arange(p.shape[1])
+    y = y.astype(int)
     predicted = p.argmax(axis=1)
+    one_hot = np.eye(p.shape[1])[y]
     return {
-        "auroc": _safe(skm.roc_auc_score, y, p, multi_class="ovr", average="macro", labels=labels),
+        "auroc": float(_nanmean([auroc(one_hot[:, k], p[:, k]) for k in labels])),
+        "auroc_micro": auroc(one_hot.ravel(), p.ravel()),
         "accuracy": float(np.mean(predicted == y)),
         "balanced_accuracy": _safe(skm.balanced_accuracy_score, y, predicted),
         "f1_macro": _safe(skm.f1_score, y, predicted, average="macro", labels=labels, zero_division=0),
         "log_loss": _safe(skm.log_loss, y, np.clip(p, 1e-7, 1), labels=labels),
+        "brier": float(np.mean(np.sum((p - one_hot) ** 2, axis=1))),
     }
 
 
 def multilabel_metrics(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
     predicted = (p >= threshold).astype(int)
+    y = y.astype(int)
     return {
-        "auroc": _safe(skm.roc_auc_score, y, p, average="macro"),
-        "auprc": _safe(skm.average_precision_score, y, p, average="macro"),
+        "auroc": float(_nanmean([auroc(y[:, k], p[:, k]) for k in range(y.shape[1])])),
+        "auroc_micro": auroc(y.ravel(), p.ravel()),
+        "auprc": float(_nanmean([average_precision(y[:, k], p[:, k]) for k in range(y.shape[1])])),
+        "auprc_micro": average_precision(y.ravel(), p.ravel()),
         "f1_macro": _safe(skm.f1_score, y, predicted, average="macro", zero_division=0),
         "f1_micro": _safe(skm.f1_score, y, predicted, average="micro", zero_division=0),
     }
+
+
+def per_class_metrics(task: Task, y: np.ndarray, scores: np.ndarray, threshold: float | None = None) -> dict[str, float]:
+    """One-vs-rest metrics of each class (multiclass, at argmax) or label (multilabel, at ``threshold``),
+    as flat ``"<class>/<metric>"`` keys so the bootstrap treats them like any metric."""
+    if task.type not in ("multiclass", "multilabel"):
+        return {}
+    if task.type == "multiclass":
+        truth = np.eye(scores.shape[1])[y.astype(int)]
+        called = np.eye(scores.shape[1], dtype=bool)[scores.argmax(axis=1)]
+    else:
+        truth, called = y.astype(int), scores >= (0.5 if threshold is None else threshold)
+    result = {}
+    for k, name in enumerate(task.classes):
+        column = binary_metrics(truth[:, k], scores[:, k], 0.5)  # threshold unused below: the call is given
+        tp, fp = np.sum(called[:, k] & (truth[:, k] == 1)), np.sum(called[:, k] & (truth[:, k] == 0))
+        fn = np.sum(~called[:, k] & (truth[:, k] == 1))
+        tn = len(truth) - tp - fp - fn
+        result |= {
+            f"{name}/auroc": column["auroc"],
+            f"{name}/auprc": column["auprc"],
+            f"{name}/sensitivity": _ratio(tp, tp + fn),
+            f"{name}/specificity": _ratio(tn, tn + fp),
+            f"{name}/ppv": _ratio(tp, tp + fp),
+            f"{name}/f1": _ratio(2 * tp, 2 * tp + fp + fn),
+            f"{name}/support": float(truth[:, k].sum()),
+        }
+    return result
 
 
 def regression_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
@@ -135,7 +177,7 @@ def primary_metric(task: Task, y: np.ndarray, scores: np.ndarray) -> float:
         return regression_metrics(y * task.std + task.mean, scores)["rmse"]
     if task.type == "multiclass":
         return multiclass_metrics(y, scores)["auroc"]
-    return _safe(skm.roc_auc_score, y, scores, **({"average": "macro"} if task.type == "multilabel" else {}))
+    return compute_metrics(task, y, scores)["auroc"]
 
 
 def evaluate(
@@ -148,18 +190,20 @@ def evaluate(
     n_bootstrap: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    metric_fn: Any = compute_metrics,
 ) -> dict[str, dict[str, Any]]:
     """Each metric as ``{"value": x, "ci": [lo, hi]}``; percentile bootstrap, by patient when ``groups`` is given.
 
-    ``y`` as for :func:`compute_metrics`.
+    ``y`` as for :func:`compute_metrics`; ``metric_fn(task, y, scores, threshold)`` returns the
+    metrics to bootstrap (default :func:`compute_metrics`; e.g. :func:`per_class_metrics`).
     """
-    point = compute_metrics(task, y, scores, threshold)
+    point = metric_fn(task, y, scores, threshold)
     if n_bootstrap <= 0:
-        return {name: {"value": value, "ci": [None, None]} for name, value in point.items()}
+        return {name: {"value": _finite(value), "ci": [None, None]} for name, value in point.items()}
     draws = {name: [] for name in point}
     rng = np.random.default_rng(seed)
     for indices in _bootstrap_indices(len(y), groups, n_bootstrap, rng):
-        for name, value in compute_metrics(task, y[indices], scores[indices], threshold).items():
+        for name, value in metric_fn(task, y[indices], scores[indices], threshold).items():
             draws[name].append(value)
     alpha = (1 - confidence) / 2
     result = {}
