@@ -86,6 +86,23 @@ def _take(values: Any, indices: Any) -> Any:
     return [values[i] for i in indices]
 
 
+@dataclass
+class Explanations:
+    """What a modality shows about why its model decides: captioned PNG ``figures`` and a JSON-safe ``summary``."""
+
+    title: str = "Explanations"
+    figures: list[tuple[bytes, str]] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Fingerprints:
+    """Per sample, for the duplicate checks: ``exact`` hashes, and optional 64-bit ``perceptual`` ones (images)."""
+
+    exact: np.ndarray
+    perceptual: np.ndarray | None = None
+
+
 class Preprocessor(ABC):
     """Turns records into model input; fitted on training records only, saved in the bundle.
 
@@ -157,9 +174,17 @@ class Modality(ABC):
         """A name for each record (e.g. the image file) to show beside its prediction, or ``None``."""
         return None
 
-    def explanation_examples(self, bundle: Any, records: Records) -> list[tuple[bytes, str]]:
-        """PNG pictures with captions explaining a few test predictions, for the report (none by default)."""
-        return []
+    def explain(self, bundle: Any, records: Records) -> Explanations:
+        """Explanations of the test predictions for the report (pictures) and metrics.json (numbers); none by default."""
+        return Explanations()
+
+    def fingerprints(self, records: Records, preprocessor: Preprocessor) -> Fingerprints | None:
+        """Hashes of each sample for the leakage checks (exact copies across splits), or ``None``."""
+        return None
+
+    def missingness(self, records: Records) -> pd.DataFrame | None:
+        """A boolean table (sample x input column) of missing values, or ``None`` where it does not apply."""
+        return None
 
     @abstractmethod
     def preprocessor(self, data_config: Any) -> Preprocessor:

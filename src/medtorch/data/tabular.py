@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from medtorch.config import MISSING_CODES, DataConfig
-from medtorch.data.base import Modality, Preprocessor, Records, register_modality
+from medtorch.data.base import Explanations, Fingerprints, Modality, Preprocessor, Records, register_modality
 from medtorch.errors import ConfigError, DataError
 
 TABLE_SUFFIXES = {".csv", ".tsv", ".txt", ".data", ".parquet", ".pq"}
@@ -119,7 +119,7 @@ class Tabular(Modality):
 
     name = "tabular"
     default_model = "tabm"
-    baselines = ("logistic_regression", "hist_gradient_boosting")
+    baselines = ("prior", "logistic_regression", "hist_gradient_boosting")
 
     @classmethod
     def can_read(cls, source: Any) -> bool:
@@ -144,7 +144,7 @@ class Tabular(Modality):
         group = data_config.group_column or next(iter(_find(frame, GROUP_NAMES)), None)
         attributes = data_config.attribute_columns
         attributes = _find(frame, ATTRIBUTE_NAMES) if attributes is None else attributes
-        if not with_target:  # new data to predict on need not carry patient ids or subgroups
+        if not with_target or data_config.optional_columns:  # new data need not carry patient ids or subgroups
             group = group if group in frame.columns else None
             attributes = [a for a in attributes if a in frame.columns]
         if group is not None:
@@ -188,6 +188,36 @@ class Tabular(Modality):
             is_numeric = name in numeric or (name not in categorical and _looks_numeric(column))
             typed[name] = coerce_numeric(column) if is_numeric else column.map(category_label).astype(object)
         return pd.DataFrame(typed)
+
+    def explain(self, bundle: Any, records: Records, max_rows: int = 500) -> Explanations:
+        """Integrated-gradients attributions (Captum): global importance, and the highest- and lowest-risk patients."""
+        from medtorch.errors import MedtorchError
+
+        if bundle.kind != "torch" or bundle.task.type == "multilabel":
+            return Explanations()
+        from medtorch.explain.attributions import feature_attributions, global_importance, importance_figure, patient_figure
+
+        rows = records.inputs.iloc[:max_rows].reset_index(drop=True)
+        try:
+            attributions = feature_attributions(bundle, rows, n_steps=64)
+        except MedtorchError:  # captum not installed: the run goes on without attributions
+            return Explanations()
+        importance = global_importance(attributions)
+        figures = [(importance_figure(importance), f"Mean |attribution| over {len(rows)} evaluation patients")]
+        scores = bundle.predict_scores(rows)
+        risk = scores if scores.ndim == 1 else scores.max(axis=1)
+        for label, index in (("highest", int(np.argmax(risk))), ("lowest", int(np.argmin(risk)))):
+            title = f"Patient with the {label} predicted {'risk' if bundle.task.type == 'binary' else 'confidence'} ({risk[index]:.2f})"
+            figures.append((patient_figure(attributions.iloc[index], rows.iloc[index], title), title))
+        summary = {"method": "integrated_gradients", "n": len(rows), "feature_importance": {k: round(float(v), 6) for k, v in importance.items()}}
+        return Explanations(title="Feature attributions (integrated gradients)", figures=figures, summary=summary)
+
+    def fingerprints(self, records: Records, preprocessor: Preprocessor) -> Fingerprints:
+        """A hash of each row's feature values (ids, target and patient excluded)."""
+        return Fingerprints(exact=pd.util.hash_pandas_object(records.inputs, index=False).to_numpy())
+
+    def missingness(self, records: Records) -> pd.DataFrame:
+        return records.inputs.isna()
 
     def preprocessor(self, data_config: DataConfig) -> TabularPreprocessor:
         return TabularPreprocessor()
