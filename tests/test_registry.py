@@ -15,6 +15,7 @@ from medtorch.tasks import BinaryTask, MulticlassTask
 
 TORCH_TABULAR = list_models(modality="tabular", kind="torch")
 SKLEARN = list_models(kind="sklearn")
+LEARNERS = [name for name in SKLEARN if name != "prior"]  # the prior baseline learns no features, by design
 
 
 def _numeric_frame(n: int = 8, width: int = 5, seed: int = 0) -> pd.DataFrame:
@@ -139,7 +140,7 @@ def test_registering_a_taken_name_with_another_factory_is_refused():
             return None
 
 
-@pytest.mark.parametrize("name", SKLEARN)
+@pytest.mark.parametrize("name", LEARNERS)
 def test_sklearn_baseline_fits_and_predicts_probabilities(name):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 4))
@@ -152,7 +153,14 @@ def test_sklearn_baseline_fits_and_predicts_probabilities(name):
     assert np.mean(proba.argmax(axis=1) == y[150:]) >= 0.8
 
 
-@pytest.mark.parametrize("name", SKLEARN)
+def test_prior_baseline_predicts_the_training_frequencies():
+    X, y = np.zeros((10, 2)), np.array([1, 1, 1, 0, 0, 0, 0, 0, 0, 0])
+    proba = create_model("prior", task_type="binary").fit(X, y).predict_proba(np.ones((3, 2)))
+    np.testing.assert_allclose(proba, [[0.7, 0.3]] * 3)
+    assert create_model("prior", task_type="regression").fit(X, y * 10.0).predict(X[:1])[0] == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize("name", LEARNERS)
 def test_sklearn_baseline_regresses_a_continuous_target(name):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(300, 3))

@@ -34,3 +34,15 @@ def hist_gradient_boosting(task_type: str, seed: int = 0, max_iter: int = 200) -
         return HistGradientBoostingRegressor(max_iter=max_iter, random_state=seed)
     model = HistGradientBoostingClassifier(max_iter=max_iter, random_state=seed)
     return MultiOutputClassifier(model) if task_type == "multilabel" else model
+
+
+@register_model("prior", modality="any", kind="sklearn")
+def prior(task_type: str, seed: int = 0) -> Any:
+    """The trivial baseline: every sample gets the training class frequencies (or the mean value)."""
+    from sklearn.dummy import DummyClassifier, DummyRegressor
+    from sklearn.multioutput import MultiOutputClassifier
+
+    if task_type == "regression":
+        return DummyRegressor(strategy="mean")
+    model = DummyClassifier(strategy="prior", random_state=seed)
+    return MultiOutputClassifier(model) if task_type == "multilabel" else model
