@@ -210,3 +210,26 @@ def test_prediction_batch_whose_text_feature_is_all_different_is_still_predicted
     path = tmp_path / "new.csv"
     new.to_csv(path, index=False)
     assert len(bundle.predict(path)) == 30
+
+
+def test_calibration_and_conformal_sets_travel_with_the_bundle(torch_bundle, clinical_frame, tmp_path):
+    from medtorch.evaluation.calibration import Calibrator
+    from medtorch.evaluation.conformal import ConformalPredictor
+
+    torch_bundle.calibrator = Calibrator("temperature", "binary", {"temperature": 2.0})
+    torch_bundle.conformal = ConformalPredictor(coverage=0.9, task_type="binary", quantile=0.3, n_calibration=100)
+    features = clinical_frame.drop(columns=TARGET)
+    loaded = load_bundle(save_bundle(torch_bundle, tmp_path / "bundle"))
+    raw = loaded.predict_scores(features, calibrated=False)
+    np.testing.assert_allclose(loaded.predict_scores(features), 1 / (1 + np.exp(-np.log(raw / (1 - raw)) / 2)), atol=1e-6)
+    table = loaded.predict(features)
+    p = table["probability_1"].to_numpy()
+    expected_sets = [("0|" if 1 - p_ >= 0.7 else "") + ("1" if p_ >= 0.7 else "") for p_ in p]
+    assert table["prediction_set"].tolist() == [s.rstrip("|") for s in expected_sets]
+    np.testing.assert_array_equal(table["uncertain"], [len(s.rstrip("|").split("|")) != 1 or s == "" for s in expected_sets])
+
+
+def test_a_bundle_without_calibration_predicts_the_model_probabilities(torch_bundle, clinical_frame):
+    features = clinical_frame.drop(columns=TARGET)
+    np.testing.assert_array_equal(torch_bundle.predict_scores(features), torch_bundle.predict_scores(features, calibrated=False))
+    assert "prediction_set" not in torch_bundle.predict(features)

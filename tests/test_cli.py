@@ -141,7 +141,7 @@ def test_metrics_json_describes_task_and_test_set(metrics):
 
 @pytest.mark.slow
 def test_metrics_json_reports_the_baselines_beside_the_model(metrics):
-    assert set(metrics["baselines"]) == {"logistic_regression", "hist_gradient_boosting"}
+    assert set(metrics["baselines"]) == {"prior", "logistic_regression", "hist_gradient_boosting"}
     for name, baseline in metrics["baselines"].items():
         assert set(baseline["metrics"]["auroc"]) == {"value", "ci"}, name
 
@@ -198,8 +198,64 @@ def test_predict_writes_one_row_per_input(trained_run, new_patients, run_cli, tm
     assert "wrote 40 predictions" in process.stdout
     table = pd.read_csv(out)
     assert len(table) == 40
-    assert list(table.columns) == ["group", "probability_1", "prediction"]
+    assert list(table.columns) == ["group", "probability_1", "prediction", "prediction_set", "uncertain"]
     assert set(table["prediction"]) <= {0, 1}
+
+
+@pytest.mark.slow
+def test_predict_flags_cases_whose_conformal_set_is_not_one_class(trained_run, new_patients, run_cli, tmp_path):
+    out = tmp_path / "preds.csv"
+    process = run_cli("predict", trained_run[0] / "bundle", new_patients, "--out", out)
+    table = pd.read_csv(out, keep_default_na=False)
+    set_sizes = table["prediction_set"].map(lambda s: len(str(s).split("|")) if s != "" else 0)
+    np.testing.assert_array_equal(table["uncertain"], set_sizes != 1)
+    single = table[set_sizes == 1]
+    assert (single["prediction_set"].astype(str) == single["prediction"].astype(str)).mean() > 0.9
+    assert f"{int(table['uncertain'].sum())} of 40 uncertain" in process.stdout and "refer to a clinician" in process.stdout
+
+
+@pytest.fixture(scope="module")
+def external_evaluation(tmp_path_factory, trained_run, make_frame, run_cli):
+    """The trained bundle evaluated on another hospital's labelled patients."""
+    folder = tmp_path_factory.mktemp("external")
+    make_frame(n=120, seed=42, rows_per_patient=2).to_csv(folder / "other_hospital.csv", index=False)
+    out = folder / "evaluation"
+    process = run_cli("evaluate", trained_run[0] / "bundle", "--data", folder / "other_hospital.csv", "--out", out, "--bootstrap", 100, "-q")
+    assert process.returncode == 0, process.stderr
+    return out, process
+
+
+@pytest.mark.slow
+def test_evaluate_writes_metrics_and_report_for_new_labelled_data(external_evaluation):
+    out, process = external_evaluation
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "report.html"]
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["evaluated_on"] == "external" and summary["n"] == 120
+    low, high = summary["metrics"]["auroc"]["ci"]
+    assert low <= summary["metrics"]["auroc"]["value"] <= high
+    assert summary["calibration"]["method"] == "temperature"
+    assert 0 <= summary["conformal"]["coverage"] <= 1
+    assert not any("no external validation" in line for line in summary["model_card"]["limitations"])
+    assert "external set (n = 120)" in process.stdout
+
+
+@pytest.mark.slow
+def test_evaluate_gives_the_numbers_of_the_bundle_on_that_data(external_evaluation, trained_run):
+    from medtorch.evaluation.metrics import auroc
+
+    out, _ = external_evaluation
+    bundle = medtorch.load_bundle(trained_run[0] / "bundle")
+    table = pd.read_csv(out.parent / "other_hospital.csv")
+    scores = bundle.predict(table)["probability_1"].to_numpy()
+    expected = auroc(bundle.task.encode(table[TARGET].to_numpy()), scores)
+    assert json.loads((out / "metrics.json").read_text())["metrics"]["auroc"]["value"] == pytest.approx(expected)
+
+
+@pytest.mark.slow
+def test_evaluate_on_unlabelled_data_exits_2(trained_run, new_patients, run_cli, tmp_path):
+    message = _assert_one_line_error(run_cli("evaluate", trained_run[0] / "bundle", "--data", new_patients, "--out", tmp_path / "e"))
+    assert f"'{TARGET}' not found" in message
+    assert not (tmp_path / "e").exists()
 
 
 @pytest.mark.slow

@@ -78,3 +78,71 @@ def test_predefined_split_stays_aligned_when_unlabeled_rows_use_a_column_missing
     overrides = {**FAST, "data": {"split_column": "split", "column_missing_values": {"y": [-1]}}}
     run = medtorch.train(frame, target="y", out=tmp_path / "run", overrides=overrides, progress=False)
     assert [run.metrics["splits"][k]["n"] for k in ("train", "val", "test")] == [108, 36, 36]
+
+
+def _binary_table(n: int = 400, seed: int = 0) -> pd.DataFrame:
+    frame = table(n, seed)
+    frame["y"] = (frame["a"] + 0.8 * np.random.default_rng(seed + 1).normal(size=n) > 0).astype(int)
+    return frame
+
+
+def test_threshold_and_conformal_sets_are_fitted_on_the_recalibrated_validation_scores(tmp_path):
+    from medtorch.data.base import get_modality
+    from medtorch.evaluation.conformal import fit_conformal
+    from medtorch.evaluation.thresholds import choose_threshold
+
+    frame = _binary_table()
+    overrides = {**FAST, "evaluate": {"bootstrap": 0, "baselines": False, "calibration": "platt", "coverage": 0.8}}
+    run = medtorch.train(frame, target="y", out=tmp_path / "run", overrides=overrides, progress=False)
+    bundle = run.bundle
+    assert bundle.calibrator.method == "platt"
+    records = get_modality("tabular").read(frame, run.config.data)
+    val = records.subset(np.flatnonzero(np.isin(np.arange(len(frame)), _val_rows(run, frame))))
+    scores = bundle.predict_scores(val.inputs)
+    assert bundle.threshold == pytest.approx(choose_threshold(val.target.astype(int), scores))
+    assert bundle.conformal.quantile == pytest.approx(fit_conformal("binary", val.target.astype(int), scores, 0.8).quantile)
+
+
+def _val_rows(run, frame) -> np.ndarray:
+    """The validation rows of a run, recovered from the seeded split the pipeline made."""
+    from medtorch.data.splits import train_val_test_split
+
+    _, val, _ = train_val_test_split(frame["y"].to_numpy(), None, val_size=0.2, test_size=0.2, seed=run.config.train.seed)
+    return val
+
+
+def test_calibration_none_keeps_the_model_probabilities(tmp_path):
+    overrides = {**FAST, "evaluate": {"bootstrap": 0, "baselines": False, "calibration": "none", "coverage": 0}}
+    run = medtorch.train(_binary_table(), target="y", out=tmp_path / "run", overrides=overrides, progress=False)
+    assert run.bundle.calibrator is None and run.bundle.conformal is None
+    assert run.metrics["calibration"]["method"] == "none"
+    assert "conformal" not in run.metrics
+
+
+def test_metrics_json_carries_the_clinical_sections(tmp_path):
+    frame = _binary_table()
+    frame["age"] = np.random.default_rng(3).integers(20, 90, len(frame))
+    overrides = {**FAST, "data": {"attribute_columns": ["ward", "age"]}}
+    run = medtorch.train(frame, target="y", out=tmp_path / "run", overrides=overrides, progress=False)
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    for section in ("metrics", "operating_point", "calibration", "conformal", "subgroups", "decision_curve", "checks", "model_card", "explanations"):
+        assert section in saved, section
+    assert set(saved["subgroups"]) == {"ward", "age"} and len(saved["subgroups"]["age"]) == 4
+    assert set(saved["baselines"]) == {"prior", "logistic_regression", "hist_gradient_boosting"}
+    assert saved["baselines"]["prior"]["metrics"]["auroc"]["value"] == pytest.approx(0.5)
+    assert saved["explanations"]["method"] == "integrated_gradients"
+    assert next(iter(saved["explanations"]["feature_importance"])) == "a"  # the only informative column ranks first
+    page = (tmp_path / "run" / "report.html").read_text()
+    for heading in ("Model card", "Leakage and data checks", "Operating point", "Calibration", "Uncertainty", "Subgroups", "Decision curve"):
+        assert f"<h2>{heading}" in page, heading
+
+
+def test_evaluate_bundle_on_one_split_of_a_file_with_a_predefined_split(tmp_path):
+    frame = _binary_table()
+    frame["split"] = np.random.default_rng(0).choice(["train", "val", "test"], len(frame), p=[0.6, 0.2, 0.2])
+    overrides = {**FAST, "data": {"split_column": "split"}, "evaluate": {"bootstrap": 0, "baselines": False}}
+    run = medtorch.train(frame, target="y", out=tmp_path / "run", overrides=overrides, progress=False)
+    path = tmp_path / "data.csv"
+    frame.to_csv(path, index=False)
+    summary = medtorch.pipeline.evaluate_bundle(run.out_dir / "bundle", path, out=tmp_path / "whole", bootstrap=0, progress=False)
+    assert summary["n"] == len(frame) and summary["evaluated_on"] == "external"

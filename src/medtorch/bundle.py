@@ -47,6 +47,8 @@ class Bundle:
     preprocessor: Preprocessor
     threshold: float | None = None
     test_time_augmentation: int = 0
+    calibrator: Any = None  # medtorch.evaluation.calibration.Calibrator, fitted on validation
+    conformal: Any = None  # medtorch.evaluation.conformal.ConformalPredictor, fitted on validation
     data_config: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
 
@@ -54,8 +56,13 @@ class Bundle:
     def kind(self) -> str:
         return get_model_entry(self.model_name).kind
 
-    def predict_scores(self, inputs: Any) -> np.ndarray:
-        """Probabilities (or regression values) for modality inputs (e.g. a DataFrame of features)."""
+    def predict_scores(self, inputs: Any, *, calibrated: bool = True) -> np.ndarray:
+        """Probabilities (or regression values) for modality inputs (e.g. a DataFrame of features),
+        recalibrated as fitted on validation unless ``calibrated=False``."""
+        scores = self._model_scores(inputs)
+        return self.calibrator.transform(scores) if calibrated and self.calibrator is not None else scores
+
+    def _model_scores(self, inputs: Any) -> np.ndarray:
         from medtorch.inference import predict_scores, sklearn_scores
 
         if self.kind == "sklearn":
@@ -79,6 +86,13 @@ class Bundle:
         settings = {**self.data_config, "path": None, "target": None, "split_column": None}
         return self.modality.read(source, DataConfig(**settings, **self.preprocessor.reading_config()), with_target=False)
 
+    def read_labeled(self, source: Any) -> Any:
+        """Records of new labelled data (external validation), read the way the training data was."""
+        from medtorch.config import DataConfig
+
+        settings = {**self.data_config, "path": None, "split_column": None, "optional_columns": True}
+        return self.modality.read(source, DataConfig(**settings, **self.preprocessor.reading_config()))
+
     def predict(self, source: Any) -> Any:
         """A DataFrame of scores and predicted labels for a file or DataFrame, one row per input row."""
         import pandas as pd
@@ -95,24 +109,38 @@ class Bundle:
         return table
 
     def describe_scores(self, scores: np.ndarray) -> Any:
-        """Scores as named columns plus the predicted label (at the saved threshold for binary tasks)."""
+        """Scores as named columns plus the predicted label (at the saved threshold for binary tasks),
+        and, when the bundle has a conformal predictor, the prediction set (or interval) and an
+        ``uncertain`` flag: the set is not a single class, so refer the case to a clinician."""
         import pandas as pd
 
         task = self.task
         if task.type == "binary":
             threshold = 0.5 if self.threshold is None else self.threshold
             labels = np.where(scores >= threshold, task.positive, task.negative)
-            return pd.DataFrame({f"probability_{task.positive}": scores, "prediction": labels})
+            table = pd.DataFrame({f"probability_{task.positive}": scores, "prediction": labels})
+            return self._with_sets(table, scores, [task.negative, task.positive])
         if task.type == "multiclass":
             table = pd.DataFrame(scores, columns=[f"probability_{c}" for c in task.classes])
             table["prediction"] = np.asarray(task.classes, dtype=object)[scores.argmax(axis=1)]
-            return table
+            return self._with_sets(table, scores, list(task.classes))
         if task.type == "multilabel":
             table = pd.DataFrame(scores, columns=[f"probability_{c}" for c in task.classes])
             for i, c in enumerate(task.classes):
                 table[f"prediction_{c}"] = (scores[:, i] >= 0.5).astype(int)
             return table
-        return pd.DataFrame({"prediction": scores})
+        table = pd.DataFrame({"prediction": scores})
+        if self.conformal is not None:
+            table["interval_low"], table["interval_high"] = self.conformal.intervals(scores)
+        return table
+
+    def _with_sets(self, table: Any, scores: np.ndarray, classes: list[Any]) -> Any:
+        if self.conformal is None:
+            return table
+        members = self.conformal.prediction_sets(scores)
+        table["prediction_set"] = ["|".join(str(c) for c, inside in zip(classes, row) if inside) for row in members]
+        table["uncertain"] = members.sum(axis=1) != 1
+        return table
 
     def save(self, path: str | Path) -> Path:
         """Write the bundle folder (see :func:`save_bundle`)."""
@@ -148,6 +176,8 @@ def save_bundle(bundle: Bundle, path: str | Path) -> Path:
         "task": bundle.task.get_config(),
         "threshold": bundle.threshold,
         "test_time_augmentation": bundle.test_time_augmentation,
+        "calibration": None if bundle.calibrator is None else bundle.calibrator.get_config(),
+        "conformal": None if bundle.conformal is None else bundle.conformal.get_config(),
         "data": _jsonable(bundle.data_config),
         "preprocessing": bundle.preprocessor.get_config(),
         "metadata": _jsonable(bundle.metadata),
@@ -194,9 +224,27 @@ def load_bundle(path: str | Path) -> Bundle:
         preprocessor=modality.preprocessor_from_config(config["preprocessing"]),
         threshold=config.get("threshold"),
         test_time_augmentation=config.get("test_time_augmentation", 0),
+        calibrator=_calibrator_from(config.get("calibration")),
+        conformal=_conformal_from(config.get("conformal")),
         data_config=config.get("data", {}),
         metadata=config.get("metadata", {}),
     )
+
+
+def _calibrator_from(config: dict[str, Any] | None) -> Any:
+    if not config:
+        return None
+    from medtorch.evaluation.calibration import Calibrator
+
+    return Calibrator.from_config(config)
+
+
+def _conformal_from(config: dict[str, Any] | None) -> Any:
+    if not config:
+        return None
+    from medtorch.evaluation.conformal import ConformalPredictor
+
+    return ConformalPredictor.from_config(config)
 
 
 def _load_skops(path: Path) -> Any:

@@ -91,6 +91,29 @@ def predict(
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
     typer.echo(f"wrote {len(table)} predictions to {out}")
+    if "uncertain" in table:
+        flagged = int(table["uncertain"].sum())
+        typer.echo(f"{flagged} of {len(table)} uncertain (prediction set not a single class): refer to a clinician")
+
+
+@app.command()
+def evaluate(
+    bundle: Path = typer.Argument(..., help="Bundle folder (a run's bundle/)."),
+    data: str = typer.Option(..., "--data", "-d", help="Labelled data in the format the model was trained on (external validation)."),
+    out: Path = typer.Option(Path("runs/evaluation"), "--out", "-o", help="Folder for metrics.json and report.html."),
+    split: Optional[str] = typer.Option(None, "--split", help="Only this predefined split of the data (e.g. test of a MedMNIST file)."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Bootstrap resamples for the 95% CIs (0: none)."),
+    intended_use: Optional[str] = typer.Option(None, "--intended-use", help="Intended use for the report's model card."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished evaluation in --out."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Evaluate a bundle on new labelled data: metrics with CIs, calibration, subgroups, report."""
+    from medtorch.pipeline import evaluate_bundle
+
+    summary = evaluate_bundle(
+        bundle, data, out=out, split=split, bootstrap=bootstrap, intended_use=intended_use, overwrite=overwrite, progress=not quiet
+    )
+    _print_summary(summary, out)
 
 
 @app.command()
@@ -147,7 +170,7 @@ def _print_summary(summary: dict, out_dir: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{summary['model']} on the {summary.get('evaluated_on', 'test')} split (n = {summary['n']})")
+    table = Table(title=f"{summary['model']} on the {summary.get('evaluated_on', 'test')} set (n = {summary['n']})")
     table.add_column("metric")
     models = {summary["model"]: summary["metrics"]} | {k: v["metrics"] for k, v in summary["baselines"].items()}
     for name in models:

@@ -40,6 +40,9 @@ class DataConfig(_Strict):
         default_factory=dict, description="per-column missing codes, e.g. {Glucose: [0]}"
     )
     split_column: str | None = Field(None, description="column holding train/val/test for a predefined split")
+    optional_columns: bool = Field(
+        False, description="new data (evaluate): the patient-id and subgroup columns may be absent instead of an error"
+    )
     val_size: float = Field(0.2, gt=0, lt=1)
     test_size: float = Field(0.2, ge=0, lt=1)
     image_size: int | None = Field(None, ge=8, description="images: side length after resizing; native size (at most 128) when unset")
@@ -99,6 +102,12 @@ class EvaluateConfig(_Strict):
     test_time_augmentation: int = Field(
         0, ge=0, description="average the prediction with this many augmented copies (modalities that augment, e.g. images)"
     )
+    calibration: Literal["temperature", "platt", "isotonic", "none"] = Field(
+        "temperature", description="recalibration fitted on validation and stored in the bundle (platt/isotonic: binary only)"
+    )
+    coverage: float = Field(0.9, ge=0, lt=1, description="conformal prediction sets (or intervals) with this coverage; 0 disables")
+    checks: bool = Field(True, description="leakage and data checks (duplicates across splits, missingness)")
+    intended_use: str | None = Field(None, description="the model card's intended use (a default sentence when unset)")
 
 
 class RunConfig(_Strict):

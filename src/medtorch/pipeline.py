@@ -30,7 +30,7 @@ from medtorch.registry import ModelEntry, _did_you_mean, create_model, get_model
 from medtorch.tasks import Task, infer_task
 
 # how new data must be read to match training (the feature columns and types come from the preprocessor)
-BUNDLED_DATA_SETTINGS = ("format", "group_column", "attribute_columns", "missing_values", "column_missing_values", "volume_slices")
+BUNDLED_DATA_SETTINGS = ("format", "target", "group_column", "attribute_columns", "missing_values", "column_missing_values", "volume_slices")
 RUN_FILES = ("skipped_files.txt", "config.yaml", "bundle", "metrics.json", "train_log.csv", "report.html", "checkpoint.safetensors", "predictions.csv")
 
 
@@ -99,9 +99,8 @@ def train(
     evaluated_on = test_idx if len(test_idx) else val_idx
     summary = evaluate_run(fitted.bundle, records, train_idx, val_idx, evaluated_on, cfg, fitted.training, progress=progress)
     summary["evaluated_on"] = "test" if len(test_idx) else "validation"
-    (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
-    examples = modality.explanation_examples(fitted.bundle, records.subset(evaluated_on))
-    write_report(out_dir / "report.html", summary, fitted.history, examples)
+    explanations = modality.explain(fitted.bundle, records.subset(evaluated_on))
+    _write_outputs(out_dir, summary, fitted.bundle, cfg, explanations, fitted.history, source=_source_name(source))
     (out_dir / "checkpoint.safetensors").unlink(missing_ok=True)
     return RunResult(out_dir, cfg, summary, fitted.bundle)
 
@@ -123,8 +122,6 @@ def fit_bundle(
     ``cfg`` must be resolved (:func:`resolve_config`). A ``preprocessor`` already fitted on the
     same training records (e.g. the main model's, for a baseline) is reused as it is.
     """
-    from medtorch.evaluation.thresholds import choose_threshold
-
     train_records, val_records = records.subset(train_idx), records.subset(val_idx)
     if task.type == "regression":
         task.fit_target_scale(np.asarray(train_records.target, dtype=float))
@@ -177,10 +174,27 @@ def fit_bundle(
     bundle = Bundle(model, entry.name, kwargs, task, modality, preprocessor, data_config=reading)
     if entry.kind == "torch":
         bundle.test_time_augmentation = cfg.evaluate.test_time_augmentation
-    if task.type == "binary":
-        threshold_cfg = cfg.evaluate.threshold
-        bundle.threshold = choose_threshold(y_val, bundle.predict_scores(val_records.inputs), threshold_cfg.method, threshold_cfg.value)
+    _fit_on_validation(bundle, val_records, cfg)
     return FitResult(bundle, history, training)
+
+
+def _fit_on_validation(bundle: Bundle, val_records: Records, cfg: RunConfig) -> None:
+    """Recalibration, then the operating threshold and the conformal sets on the recalibrated scores."""
+    from medtorch.evaluation.calibration import fit_calibrator
+    from medtorch.evaluation.conformal import fit_conformal
+    from medtorch.evaluation.summary import evaluation_target
+    from medtorch.evaluation.thresholds import choose_threshold
+
+    task, ev = bundle.task, cfg.evaluate
+    y_val = evaluation_target(task, val_records.target)
+    scores = bundle.predict_scores(val_records.inputs, calibrated=False)
+    if task.type != "regression" and ev.calibration != "none":
+        bundle.calibrator = fit_calibrator(task.type, y_val, scores, ev.calibration)
+        scores = bundle.calibrator.transform(scores)
+    if task.type == "binary":
+        bundle.threshold = choose_threshold(y_val, scores, ev.threshold.method, ev.threshold.value)
+    if ev.coverage and task.type != "multilabel":
+        bundle.conformal = fit_conformal(task.type, y_val, scores, ev.coverage)
 
 
 def evaluate_run(
@@ -194,30 +208,32 @@ def evaluate_run(
     *,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """``metrics.json``'s content: the model's test metrics with CIs, and the baselines beside it."""
+    """``metrics.json``'s content: the model's test statistics, the data checks, and the baselines beside it."""
+    from medtorch.evaluation.checks import data_checks
     from medtorch.evaluation.metrics import evaluate
+    from medtorch.evaluation.summary import clinical_summary, evaluation_target, roc_pr_curves
 
     test = records.subset(test_idx)
-    y_test = _evaluation_target(bundle.task, test.target)
-    scores = bundle.predict_scores(test.inputs)
     ev = cfg.evaluate
-    options = {"groups": test.groups, "n_bootstrap": ev.bootstrap, "confidence": ev.confidence, "seed": cfg.train.seed}
+    options = {"n_bootstrap": ev.bootstrap, "confidence": ev.confidence, "seed": cfg.train.seed}
     baselines = [name for name in bundle.modality.baselines if ev.baselines and name != bundle.model_name]
-    steps = _Steps(progress, total=1 + len(baselines), description=f"evaluating ({ev.bootstrap} bootstrap resamples)")
+    steps = _Steps(progress, total=2 + len(baselines), description=f"evaluating ({ev.bootstrap} bootstrap resamples)")
     summary: dict[str, Any] = {
         "task": bundle.task.type,
-        "n": int(len(test_idx)),
         "model": bundle.model_name,
-        "threshold": bundle.threshold,
-        "metrics": evaluate(bundle.task, y_test, scores, bundle.threshold, **options),
+        **clinical_summary(bundle, test, **options),
         "classes": bundle.task.get_config().get("classes", []),
         "positive": bundle.task.get_config().get("positive"),
         "splits": _split_summary(records, bundle.task, train_idx, val_idx, test_idx),
         "training": training,
-        "curves": _curves(bundle.task, y_test, scores),
         "baselines": {},
     }
     steps.advance()
+    if ev.checks:
+        splits = {"train": train_idx, "val": val_idx, "test": test_idx}
+        summary["checks"] = data_checks(bundle.modality, records, bundle.preprocessor, splits)
+    steps.advance()
+    y_test = evaluation_target(bundle.task, test.target)
     for name in baselines:
         baseline_cfg = cfg.model_copy(update={"model": ModelConfig(name=name)})
         baseline = fit_bundle(
@@ -226,12 +242,88 @@ def evaluate_run(
         baseline_scores = baseline.predict_scores(test.inputs)
         summary["baselines"][name] = {
             "threshold": baseline.threshold,
-            "metrics": evaluate(bundle.task, y_test, baseline_scores, baseline.threshold, **options),
-            "curves": _curves(bundle.task, y_test, baseline_scores),
+            "metrics": evaluate(bundle.task, y_test, baseline_scores, baseline.threshold, groups=test.groups, **options),
+            "curves": roc_pr_curves(bundle.task, y_test, baseline_scores),
         }
         steps.advance()
     steps.close()
     return summary
+
+
+def evaluate_bundle(
+    bundle: str | Path | Bundle,
+    data: Any,
+    *,
+    out: str | Path,
+    split: str | None = None,
+    bootstrap: int = 1000,
+    intended_use: str | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate a trained bundle on new labelled data (external validation); writes metrics.json and report.html.
+
+    >>> summary = evaluate_bundle("runs/heart/bundle", "other_hospital.csv", out="runs/heart-external")
+
+    ``split`` keeps only the rows of one predefined split (e.g. ``"test"`` of a MedMNIST file).
+    """
+    from medtorch.evaluation.checks import data_checks
+    from medtorch.evaluation.summary import clinical_summary
+
+    bundle = load_bundle(bundle) if not isinstance(bundle, Bundle) else bundle
+    out_dir = Path(out)
+    _refuse_finished_run(out_dir, overwrite)
+    records = bundle.read_labeled(data)
+    if split is not None:
+        if records.split is None:
+            raise ConfigError(f"--split {split}: {data} has no predefined split")
+        records = records.subset(np.flatnonzero(records.split == split))
+        if not len(records):
+            raise DataError(f"{data} has no rows in split {split!r}")
+    _prepare_out_dir(out_dir, overwrite)
+    steps = _Steps(progress, total=2, description=f"evaluating on {len(records)} samples ({bootstrap} bootstrap resamples)")
+    summary: dict[str, Any] = {
+        "task": bundle.task.type,
+        "model": bundle.model_name,
+        "evaluated_on": "external",
+        **clinical_summary(bundle, records, n_bootstrap=bootstrap),
+        "classes": bundle.task.get_config().get("classes", []),
+        "positive": bundle.task.get_config().get("positive"),
+        "splits": _split_summary(records, bundle.task, np.arange(len(records))),
+        "baselines": {},
+    }
+    steps.advance()
+    summary["checks"] = data_checks(bundle.modality, records, bundle.preprocessor, {"external": np.arange(len(records))})
+    steps.advance()
+    steps.close()
+    explanations = bundle.modality.explain(bundle, records)
+    cfg = parse_config({"evaluate": {"intended_use": intended_use}})
+    _write_outputs(out_dir, summary, bundle, cfg, explanations, [], source=_source_name(data))
+    return summary
+
+
+def _write_outputs(
+    out_dir: Path, summary: dict[str, Any], bundle: Bundle, cfg: RunConfig, explanations: Any, history: list, *, source: str | None
+) -> None:
+    """metrics.json and report.html of a run or an evaluation."""
+    from medtorch.evaluation.model_card import model_card
+    from medtorch.evaluation.report import write_report
+
+    if explanations.summary:
+        summary["explanations"] = explanations.summary
+    summary["model_card"] = model_card(bundle, summary, source=source, intended_use=cfg.evaluate.intended_use)
+    (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2, default=_json_default) + "\n")
+    write_report(out_dir / "report.html", summary, history, explanations)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _source_name(source: Any) -> str | None:
+    return str(source) if isinstance(source, (str, Path)) else (None if source is None else type(source).__name__)
 
 
 def predict(bundle: str | Path | Bundle, data: Any) -> Any:
@@ -354,10 +446,6 @@ def _sklearn_target(task: Task, encoded: np.ndarray) -> np.ndarray:
     return encoded.astype(int) if task.type in ("binary", "multilabel") else encoded
 
 
-def _evaluation_target(task: Task, raw: np.ndarray) -> np.ndarray:
-    return np.asarray(raw, dtype=float) if task.type == "regression" else task.encode(raw)
-
-
 def _label_names(cfg: RunConfig) -> list[str] | None:
     return list(cfg.data.target) if isinstance(cfg.data.target, list) else None
 
@@ -374,7 +462,8 @@ def _write_yaml(path: Path, cfg: RunConfig) -> None:
 
 def _split_summary(records: Records, task: Task, *splits: np.ndarray) -> dict[str, Any]:
     summary = {}
-    for name, indices in zip(("train", "val", "test"), splits):
+    names = ("train", "val", "test") if len(splits) > 1 else ("external",)
+    for name, indices in zip(names, splits):
         part: dict[str, Any] = {"n": int(len(indices))}
         if records.groups is not None:
             part["patients"] = int(len(np.unique(records.groups[indices])))
@@ -383,15 +472,3 @@ def _split_summary(records: Records, task: Task, *splits: np.ndarray) -> dict[st
             part["classes"] = dict(zip(values.tolist(), counts.astype(int).tolist()))
         summary[name] = part
     return summary
-
-
-def _curves(task: Task, y: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
-    """ROC and precision-recall points (binary tasks), thinned for the report."""
-    if task.type != "binary" or len(np.unique(y)) < 2:
-        return {}
-    from sklearn.metrics import precision_recall_curve, roc_curve
-
-    fpr, tpr, _ = roc_curve(y, scores)
-    precision, recall, _ = precision_recall_curve(y, scores)
-    keep = lambda a: np.round(a[np.linspace(0, len(a) - 1, min(len(a), 200)).astype(int)], 4).tolist()  # noqa: E731
-    return {"roc": {"fpr": keep(fpr), "tpr": keep(tpr)}, "pr": {"recall": keep(recall), "precision": keep(precision)}}

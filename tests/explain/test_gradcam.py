@@ -69,7 +69,7 @@ def test_explanation_reports_the_prediction_and_writes_an_overlay(bundle, tmp_pa
 
 def test_report_shows_grad_cam_overlays_of_test_predictions(run_folder):
     page = (run_folder / "report.html").read_text()
-    section = page.split("Explanations of test predictions", 1)[1]
+    section = page.split("Grad-CAM: where the model looked", 1)[1]
     assert section.count("data:image/png;base64,") >= 3
     assert "correct: true 1, predicted 1" in section
 
