@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 DATA ?= $(abspath ../shared/data)
 
-.PHONY: demo test test-fast install clean
+.PHONY: demo test test-fast install browser clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,13 +16,17 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# system packages the tests need (Debian's chromium for the report browser test)
+browser:
+	bash scripts/install-browser.sh
+
 demo: $(STAMP)
 	$(BIN)/medtorch demo --out runs/demo
 
-test: $(STAMP)
+test: browser $(STAMP)
 	MEDTORCH_DATA=$(DATA) $(BIN)/python -m pytest
 
-test-fast: $(STAMP)
+test-fast: browser $(STAMP)
 	MEDTORCH_DATA=$(DATA) $(BIN)/python -m pytest -m "not slow"
 
 clean:
