@@ -205,3 +205,29 @@ def test_fast_auroc_and_average_precision_equal_scikit_learn_with_ties():
         p = np.round(rng.random(n), int(rng.integers(1, 4)))  # coarse scores make ties
         assert auroc(y, p) == pytest.approx(roc_auc_score(y, p), abs=1e-12)
         assert average_precision(y, p) == pytest.approx(average_precision_score(y, p), abs=1e-12)
+
+
+def test_bootstrap_ci_of_auroc_covers_the_analytic_value_of_a_binormal_model():
+    """Positives ~ N(d, 1), negatives ~ N(0, 1): the true AUROC is Phi(d / sqrt(2))."""
+    from scipy.stats import norm
+
+    d, rng = 1.0, np.random.default_rng(7)
+    y = np.r_[np.ones(300), np.zeros(300)]
+    scores = np.r_[rng.normal(d, 1, 300), rng.normal(0, 1, 300)]
+    result = evaluate(BinaryTask([0, 1], 1), y, 1 / (1 + np.exp(-scores)), 0.5, n_bootstrap=500)
+    low, high = result["auroc"]["ci"]
+    assert low < norm.cdf(d / np.sqrt(2)) < high
+    assert 0.05 < high - low < 0.12  # about 4 standard errors of an AUROC from 600 samples
+
+
+def test_bootstrap_ci_of_auroc_covers_the_truth_in_about_95_of_100_simulations():
+    from scipy.stats import norm
+
+    truth, covered = norm.cdf(0.8 / np.sqrt(2)), 0
+    for seed in range(100):
+        rng = np.random.default_rng(seed)
+        y = np.r_[np.ones(60), np.zeros(60)]
+        scores = np.r_[rng.normal(0.8, 1, 60), rng.normal(0, 1, 60)]
+        low, high = evaluate(BinaryTask([0, 1], 1), y, scores, 0.5, n_bootstrap=200, seed=seed)["auroc"]["ci"]
+        covered += low <= truth <= high
+    assert 88 <= covered <= 100

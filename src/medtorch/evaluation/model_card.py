@@ -51,10 +51,13 @@ def limitations(summary: dict[str, Any]) -> list[str]:
     if n < SMALL_TEST_SET:
         found.append(f"Small evaluation set (n = {n}): the confidence intervals are wide.")
     for column, groups in (summary.get("subgroups") or {}).items():
-        for group in groups:
-            flagged = [name for name, gap in group["gaps"].items() if gap.get("flagged")]
-            if flagged:
-                found.append(f"Subgroup {column} = {group['group']}: {', '.join(flagged)} gap(s) whose 95% CI excludes zero.")
+        flagged = [
+            f"{group['group']} ({', '.join(name.replace('_', ' ') for name, gap in group['gaps'].items() if gap.get('flagged'))})"
+            for group in groups
+            if any(gap.get("flagged") for gap in group["gaps"].values())
+        ]
+        if flagged:
+            found.append(f"Performance differs by {column} (gap whose 95% CI excludes zero): {'; '.join(flagged)}.")
     found += [f"Data check: {warning}." for warning in (summary.get("checks") or {}).get("warnings", [])]
     ece = ((summary.get("calibration") or {}).get("after") or {}).get("ece", {}).get("value")
     if ece is not None and ece > POOR_CALIBRATION_ECE:
