@@ -211,6 +211,26 @@ def test_npz_run_keeps_the_official_split(trained):
 
 
 @pytest.mark.slow
+def test_evaluate_scores_one_split_of_an_npz_with_the_bundle(trained, run_cli, tmp_path):
+    run = trained("npz")
+    out = tmp_path / "evaluation"
+    process = run_cli("evaluate", run / "bundle", "--data", run.parent / "squares.npz", "--split", "test", "--out", out, "--bootstrap", 0, "-q")
+    assert process.returncode == 0, process.stderr
+    evaluated = json.loads((out / "metrics.json").read_text())
+    trained_metrics = json.loads((run / "metrics.json").read_text())
+    assert evaluated["n"] == 8 and evaluated["evaluated_on"] == "external"
+    assert evaluated["metrics"]["auroc"]["value"] == pytest.approx(trained_metrics["metrics"]["auroc"]["value"])
+    assert "near_duplicates" in evaluated["checks"]
+
+
+@pytest.mark.slow
+def test_evaluate_with_a_split_the_data_lacks_exits_2(trained, run_cli, tmp_path):
+    run = trained("npz")
+    message = _assert_one_line_error(run_cli("evaluate", run / "bundle", "--data", run.parent / "squares.npz", "--split", "holdout", "--out", tmp_path / "e"))
+    assert "no rows in split 'holdout'" in message
+
+
+@pytest.mark.slow
 def test_manifest_run_keeps_each_patient_on_one_side(trained):
     metrics = json.loads((trained("csv_manifest") / "metrics.json").read_text())
     assert sum(metrics["splits"][part]["patients"] for part in ("train", "val", "test")) == PER_CLASS
@@ -258,9 +278,10 @@ def _predict(run_cli, bundle: Path, data: Path, out: Path) -> pd.DataFrame:
 
 def _assert_same_predictions(from_cli: pd.DataFrame, from_api: pd.DataFrame) -> None:
     column = f"probability_{CLASSES[1]}"
-    assert list(from_cli.columns) == ["input", column, "prediction"]
+    assert list(from_cli.columns) == ["input", column, "prediction", "prediction_set", "uncertain"]
     np.testing.assert_allclose(from_cli[column], from_api[column], atol=1e-6, rtol=0)
-    assert list(from_cli["prediction"]) == list(from_api["prediction"])
+    for name in ("prediction", "prediction_set", "uncertain"):
+        assert list(from_cli[name].astype(str)) == list(from_api[name].astype(str).replace("", "nan")), name
 
 
 @pytest.fixture(scope="module")
@@ -297,13 +318,17 @@ def test_predict_on_the_shared_ct_dicom_matches_the_python_api(trained, run_cli,
 
 @pytest.mark.slow
 def test_predict_applies_the_bundles_contract(png_prediction):
-    """The probability equals the model applied by hand: pixels / 255, then (x - mean) / std from medtorch.json."""
+    """The probability equals the model applied by hand: pixels / 255, then (x - mean) / std, then the
+    temperature, each read from medtorch.json."""
     bundle, image, from_cli = png_prediction
     pixels = np.asarray(Image.open(image))
     contract = _contract(bundle.parent)
+    calibration = json.loads((bundle / "medtorch.json").read_text())["calibration"]
+    assert calibration["method"] == "temperature"
     x = (torch.from_numpy(pixels.astype(np.float32) / 255) - contract["mean"][0]) / contract["std"][0]
     with torch.no_grad():
-        expected = torch.sigmoid(medtorch.load_bundle(bundle).model.eval()(x[None, None])).item()
+        logit = medtorch.load_bundle(bundle).model.eval()(x[None, None])
+        expected = torch.sigmoid(logit / calibration["params"]["temperature"]).item()
     assert from_cli[f"probability_{CLASSES[1]}"].iloc[0] == pytest.approx(expected, abs=1e-6)
 
 
