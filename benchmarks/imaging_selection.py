@@ -1,0 +1,102 @@
+"""Choose the imaging defaults on validation data only (the official test split is never read).
+
+Each candidate trains on 85% of the official train split (15% held out for early stopping) and
+is scored on the official *validation* split, which plays the pipeline's test role here. The
+official test split is not loaded. Log loss is on the model's own probabilities (no
+recalibration), so candidates compare on equal terms. Rule, fixed before the runs: the lowest
+validation log loss (AUROC and accuracy saturate on PneumoniaMNIST's validation split) among
+the candidates whose training fits the 15-minute CPU budget. Results go to ``docs/benchmarks/imaging_selection.md``.
+
+Usage::
+
+    python benchmarks/imaging_selection.py
+    python benchmarks/imaging_selection.py --datasets breastmnist --candidates small_cnn
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASETS = {"pneumoniamnist": "pneumoniamnist/pneumoniamnist.npz", "breastmnist": "breastmnist/breastmnist.npz"}
+CANDIDATES = {
+    "small_cnn": {},
+    "small_cnn_w64": {"model": {"name": "small_cnn", "width": 64}},
+    "small_cnn_balanced": {"train": {"class_weights": "balanced"}},
+    "small_cnn_tta8": {"evaluate": {"test_time_augmentation": 8}},
+    "resnet18_12ep": {"model": {"name": "resnet18"}, "train": {"epochs": 12}},
+}
+
+
+def validation_only_npz(source: Path, out: Path, seed: int = 0) -> Path:
+    """A copy whose 'test' split is the official validation split; the official test split is dropped."""
+    with np.load(source) as archive:
+        images, labels = archive["train_images"], archive["train_labels"]
+        order = np.random.default_rng(seed).permutation(len(images))
+        cut = int(0.85 * len(images))
+        np.savez(
+            out,
+            train_images=images[order[:cut]], train_labels=labels[order[:cut]],
+            val_images=images[order[cut:]], val_labels=labels[order[cut:]],
+            test_images=archive["val_images"], test_labels=archive["val_labels"],
+        )
+    return out
+
+
+def log_loss(y: np.ndarray, p: np.ndarray) -> float:
+    p = np.clip(p, 1e-7, 1 - 1e-7)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def run_candidate(npz: Path, name: str, overrides: dict, runs: Path) -> dict:
+    import medtorch
+    from medtorch.config import DataConfig
+    from medtorch.data.base import get_modality
+    from medtorch.evaluation.metrics import evaluate
+
+    overrides = {**overrides, "evaluate": {"bootstrap": 0, "baselines": False, "calibration": "none", **overrides.get("evaluate", {})}}
+    shutil.rmtree(runs / name, ignore_errors=True)  # never resume a killed candidate's checkpoint
+    start = time.perf_counter()
+    run = medtorch.train(npz, out=runs / name, overrides=overrides, overwrite=True, progress=False)
+    seconds = time.perf_counter() - start
+    records = get_modality("image").read(npz, DataConfig())
+    held = np.flatnonzero(records.split == "test")  # the official validation split
+    scores = run.bundle.predict_scores(records.subset(held).inputs)
+    y = run.bundle.task.encode(records.target[held])
+    result = evaluate(run.bundle.task, y, scores, threshold=0.5, n_bootstrap=0)
+    return {
+        "auc": round(result["auroc"]["value"], 4),
+        "acc": round(result["accuracy"]["value"], 4),
+        "log_loss": round(log_loss(np.asarray(y, float).ravel(), np.asarray(scores, float).ravel()), 4),
+        "epochs": run.metrics["training"].get("epochs_run"),
+        "minutes": round(seconds / 60, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", type=Path, default=Path(os.environ.get("MEDTORCH_DATA", ROOT.parent / "shared" / "data")))
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
+    parser.add_argument("--runs", type=Path, default=Path("/tmp/medtorch-imaging-selection"))
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "imaging_selection.json")
+    args = parser.parse_args()
+    args.runs.mkdir(parents=True, exist_ok=True)
+    results = json.loads(args.out.read_text()) if args.out.exists() else {}
+    for dataset in args.datasets:
+        npz = validation_only_npz(args.data_root / DATASETS[dataset], args.runs / f"{dataset}_no_test.npz")
+        for candidate in args.candidates:
+            results.setdefault(dataset, {})[candidate] = run_candidate(npz, candidate, CANDIDATES[candidate], args.runs / dataset)
+            print(dataset, candidate, json.dumps(results[dataset][candidate]), flush=True)
+            args.out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
