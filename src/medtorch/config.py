@@ -49,6 +49,9 @@ class DataConfig(_Strict):
     window: tuple[float, float] | None = Field(None, description="images: intensity window (centre, width), e.g. [40, 400] for CT soft tissue")
     augment: bool = Field(True, description="images: random affine and intensity augmentation while training")
     skip_bad_files: bool = Field(False, description="images: skip unreadable files (listed in the run folder) instead of stopping")
+    sampling_rate: float | None = Field(None, gt=0, description="signals: resample to this rate in Hz (beats: 360 when unset)")
+    leads: int | None = Field(None, ge=1, description="signals: use the first N leads of each record (default: all)")
+    exclude_paced: bool = Field(True, description="signals: leave out records with paced beats, as the AAMI protocol does")
     volume_slices: bool = Field(
         False, description="images: train a 2-D model on each volume's slices (the volume is the group of its slices)"
     )

@@ -1,0 +1,105 @@
+"""Biosignal classifiers: a 1-D ResNet, a GRU (the seeds' RNN), and a CNN that also reads RR features.
+
+Every model takes the signal modality's flat input, ``(batch, leads * length + n_extra)``: the
+beat (or window) samples lead after lead, then ``n_extra`` hand-made features (RR intervals).
+Written here rather than taken from MONAI, whose networks are 2-D/3-D image models.
+
+>>> model = create_model("cnn_rr", in_channels=2, length=252, n_extra=7, out_features=5)
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from medtorch.registry import register_model
+
+
+class _SignalModel(nn.Module):
+    """Splits the flat input into ``(batch, leads, length)`` samples and ``(batch, n_extra)`` features."""
+
+    def __init__(self, in_channels: int, length: int, n_extra: int):
+        super().__init__()
+        self.in_channels, self.length, self.n_extra = in_channels, length, n_extra
+
+    def split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        samples = x[:, : self.in_channels * self.length].reshape(len(x), self.in_channels, self.length)
+        return samples, x[:, self.in_channels * self.length :]
+
+
+class _ResidualBlock1d(nn.Module):
+    def __init__(self, channels_in: int, channels_out: int, stride: int, kernel: int = 7):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv1d(channels_in, channels_out, kernel, stride, kernel // 2, bias=False),
+            nn.BatchNorm1d(channels_out),
+            nn.ReLU(inplace=True),
+            nn.Conv1d(channels_out, channels_out, kernel, 1, kernel // 2, bias=False),
+            nn.BatchNorm1d(channels_out),
+        )
+        self.skip = (
+            nn.Identity()
+            if stride == 1 and channels_in == channels_out
+            else nn.Sequential(nn.Conv1d(channels_in, channels_out, 1, stride, bias=False), nn.BatchNorm1d(channels_out))
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(x) + self.skip(x))
+
+
+def _resnet_trunk(in_channels: int, width: int, n_blocks: int) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Conv1d(in_channels, width, 9, 1, 4, bias=False), nn.BatchNorm1d(width), nn.ReLU(inplace=True)]
+    channels = width
+    for i in range(n_blocks):
+        out = width * 2 ** min(i, 2)
+        layers.append(_ResidualBlock1d(channels, out, stride=2))
+        channels = out
+    layers += [nn.AdaptiveAvgPool1d(1), nn.Flatten()]
+    return nn.Sequential(*layers)
+
+
+class ResNet1d(_SignalModel):
+    def __init__(self, in_channels: int, length: int, n_extra: int, out_features: int, width: int, n_blocks: int, dropout: float, use_extra: bool):
+        super().__init__(in_channels, length, n_extra)
+        self.use_extra = use_extra
+        self.trunk = _resnet_trunk(in_channels, width, n_blocks)
+        trunk_out = width * 2 ** min(n_blocks - 1, 2)
+        extra = n_extra if use_extra else 0
+        self.head = nn.Sequential(nn.Linear(trunk_out + extra, 64), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(64, out_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        samples, extra = self.split(x)
+        encoded = self.trunk(samples)
+        return self.head(torch.cat([encoded, extra], dim=1) if self.use_extra else encoded)
+
+
+class GRUClassifier(_SignalModel):
+    def __init__(self, in_channels: int, length: int, n_extra: int, out_features: int, hidden: int, downsample: int, dropout: float):
+        super().__init__(in_channels, length, n_extra)
+        self.pool = nn.AvgPool1d(downsample) if downsample > 1 else nn.Identity()  # shorter sequences: faster, steadier gradients
+        self.gru = nn.GRU(in_channels, hidden, batch_first=True, bidirectional=True)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * hidden + n_extra, out_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        samples, extra = self.split(x)
+        sequence = self.pool(samples).transpose(1, 2)
+        _, last = self.gru(sequence)
+        return self.head(torch.cat([last[0], last[1], extra], dim=1))
+
+
+@register_model("resnet1d", modality="signal", lr=1e-3, weight_decay=1e-4)
+def resnet1d(in_channels: int, length: int, out_features: int, n_extra: int = 0, width: int = 32, n_blocks: int = 4, dropout: float = 0.2) -> nn.Module:
+    """A 1-D ResNet on the samples alone (the extra features are ignored)."""
+    return ResNet1d(in_channels, length, n_extra, out_features, width, n_blocks, dropout, use_extra=False)
+
+
+@register_model("cnn_rr", modality="signal", lr=1e-3, weight_decay=1e-4)
+def cnn_rr(in_channels: int, length: int, out_features: int, n_extra: int = 0, width: int = 32, n_blocks: int = 4, dropout: float = 0.2) -> nn.Module:
+    """The 1-D ResNet with the RR features joined before its head: morphology and rhythm together."""
+    return ResNet1d(in_channels, length, n_extra, out_features, width, n_blocks, dropout, use_extra=True)
+
+
+@register_model("gru", modality="signal", lr=2e-3, weight_decay=1e-4)
+def gru(in_channels: int, length: int, out_features: int, n_extra: int = 0, hidden: int = 64, downsample: int = 4, dropout: float = 0.2) -> nn.Module:
+    """A bidirectional GRU over the (down-sampled) samples, with the extra features at its head."""
+    return GRUClassifier(in_channels, length, n_extra, out_features, hidden, downsample, dropout)
