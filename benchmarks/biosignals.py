@@ -1,0 +1,292 @@
+"""Biosignal benchmarks on this CPU: MIT-BIH inter-patient beats, CinC 2017 AF, Bonn EEG.
+
+Every number comes from records the model never saw: folds are cut by record (the patient),
+each fold's model is trained by ``medtorch.train`` with the library defaults (validation by
+held-out records inside the training fold), and the held-out records are predicted once.
+
+Usage::
+
+    python benchmarks/biosignals.py mitbih            # 5-fold leave-records-out CV on DS1, then the DS1 bundle
+    python benchmarks/biosignals.py cinc2017          # 5-fold CV by record, challenge score (mean F1 of N, A, O)
+    python benchmarks/biosignals.py bonn              # 5-fold CV: seizure (E) vs rest, and the 5 sets
+    python benchmarks/biosignals.py mitbih --folds 2 --epochs 1 --out /tmp/smoke.md   # smoke run, not benchmark numbers
+
+Results are kept per benchmark in docs/benchmarks/biosignals.json; docs/benchmarks/biosignals.md
+is rewritten from it with the commands that made each number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+AAMI = ("N", "S", "V", "F", "Q")
+MITBIH_PUBLISHED = {  # DS2 results (Se / +P in %), the issue's table
+    "de Chazal et al. 2004": {"S": (76, 38), "V": (77, 82)},
+    "Llamedo & Martinez 2011": {"S": (77, 39), "V": (81, 87)},
+    "Zhang et al. 2014": {"S": (79, 36), "V": (86, 93)},
+}
+MITBIH_GOALS = {"V": (90, 90), "S": (80, 50)}
+BUNDLE_DIR = ROOT / "benchmarks" / "bundles" / "mitbih_ds1"
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("MEDTORCH_DATA", ROOT.parent / "shared" / "data"))
+
+
+def record_folds(names: list[str], n_folds: int, seed: int = 0) -> list[list[str]]:
+    """Records dealt into ``n_folds`` folds after a seeded shuffle (each record in exactly one fold)."""
+    order = np.random.default_rng(seed).permutation(sorted(names))
+    return [sorted(order[i::n_folds].tolist()) for i in range(n_folds)]
+
+
+def link_records(source: Path, names: list[str], folder: Path, suffixes: tuple[str, ...]) -> Path:
+    """A folder of symbolic links to some records of ``source`` (with its RECORDS listing), so a fold is a plain dataset folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        for suffix in suffixes:
+            if (source / f"{name}{suffix}").exists():
+                link = folder / f"{name}{suffix}"
+                link.unlink(missing_ok=True)
+                link.symlink_to((source / f"{name}{suffix}").resolve())
+    (folder / "RECORDS").write_text("\n".join(names) + "\n")
+    return folder
+
+
+def cross_validate(
+    source: Path,
+    names: list[str],
+    work: Path,
+    *,
+    n_folds: int,
+    overrides: dict[str, Any],
+    make_fold: Callable[[list[str], Path], Path],
+) -> tuple[list[dict[str, Any]], float]:
+    """Train one model per fold on the other folds' records; predict the fold's records once.
+
+    Returns one entry per held-out sample (``record``, ``label``, ``scores``, ``classes``) list per fold, and the seconds taken.
+    """
+    import medtorch
+
+    folds = record_folds(names, n_folds)
+    results, start = [], time.perf_counter()
+    for k, held_out in enumerate(folds):
+        training = [n for n in names if n not in held_out]
+        train_dir, test_dir = make_fold(training, work / f"fold{k}" / "train"), make_fold(held_out, work / f"fold{k}" / "test")
+        fold_start = time.perf_counter()
+        run = medtorch.train(train_dir, out=work / f"fold{k}" / "run", overrides=overrides, overwrite=True, progress=False)
+        records = run.bundle.read_labeled(test_dir)
+        scores = run.bundle.predict_scores(records.inputs)
+        classes = [str(c) for c in run.bundle.task.get_config()["classes"]]
+        results.append(
+            {
+                "fold": k,
+                "held_out": held_out,
+                "records": records.groups.astype(str).tolist(),
+                "labels": records.target.astype(str).tolist(),
+                "scores": scores.tolist(),
+                "classes": classes,
+                "epochs": run.metrics["training"].get("epochs_run"),
+                "best_epoch": run.metrics["training"].get("best_epoch"),
+                "seconds": round(time.perf_counter() - fold_start, 1),
+            }
+        )
+        print(f"fold {k + 1}/{n_folds}: held out {held_out} ({time.perf_counter() - fold_start:.0f} s)", flush=True)
+    return results, time.perf_counter() - start
+
+
+def pooled(results: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every held-out sample once: record, true label, predicted label (argmax of the probabilities)."""
+    records, truth, predicted = [], [], []
+    for fold in results:
+        classes = np.asarray(fold["classes"])
+        records += fold["records"]
+        truth += fold["labels"]
+        predicted += classes[np.argmax(np.asarray(fold["scores"]), axis=1)].tolist()
+    return np.asarray(records), np.asarray(truth), np.asarray(predicted)
+
+
+def per_class_figures(truth: np.ndarray, predicted: np.ndarray, classes: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """Se, +P and F1 (in %) per class, and overall accuracy."""
+    figures: dict[str, dict[str, float]] = {}
+    for c in classes:
+        tp = np.sum((truth == c) & (predicted == c))
+        positives, flagged = np.sum(truth == c), np.sum(predicted == c)
+        se = 100 * tp / positives if positives else float("nan")
+        ppv = 100 * tp / flagged if flagged else float("nan")
+        f1 = 2 * se * ppv / (se + ppv) if se + ppv > 0 else 0.0
+        figures[c] = {"se": se, "ppv": ppv, "f1": f1, "n": int(positives)}
+    figures["overall"] = {"accuracy": 100 * float(np.mean(truth == predicted)), "n": int(len(truth))}
+    return figures
+
+
+def record_bootstrap(
+    records: np.ndarray, truth: np.ndarray, predicted: np.ndarray, statistic: Callable[[np.ndarray, np.ndarray], dict], n: int = 1000
+) -> list[dict]:
+    """``statistic`` on ``n`` resamples of whole records (the CI unit is the patient)."""
+    rng = np.random.default_rng(0)
+    names = np.unique(records)
+    rows_of = {name: np.flatnonzero(records == name) for name in names}
+    draws = []
+    for _ in range(n):
+        rows = np.concatenate([rows_of[name] for name in rng.choice(names, size=len(names))])
+        draws.append(statistic(truth[rows], predicted[rows]))
+    return draws
+
+
+def ci(draws: list[dict], *keys: str) -> list[float]:
+    values = np.array([_dig(d, keys) for d in draws], dtype=float)
+    values = values[~np.isnan(values)]
+    return [round(float(np.percentile(values, 2.5)), 1), round(float(np.percentile(values, 97.5)), 1)] if len(values) else [None, None]
+
+
+def _dig(value: Any, keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        value = value[key]
+    return value
+
+
+def confusion(truth: np.ndarray, predicted: np.ndarray, classes: tuple[str, ...]) -> list[list[int]]:
+    return [[int(np.sum((truth == t) & (predicted == p))) for p in classes] for t in classes]
+
+
+# ---------------------------------------------------------------- MIT-BIH
+def mitbih(args: argparse.Namespace) -> dict[str, Any]:
+    """Leave-records-out CV on the 22 DS1 records (paced records excluded), then the bundle on all of DS1."""
+    from medtorch.data.signal_io import list_records, read_record
+
+    source = data_root() / "mitbih_arrhythmia"
+    names = [p.name for p in list_records(source) if "/" not in set(read_record(p).annotation_symbols.tolist())]
+    overrides = {"data": {"test_size": 0}, "train": {"epochs": args.epochs}, "evaluate": {"bootstrap": 0, "baselines": False}}
+    make_fold = lambda chosen, folder: link_records(source, chosen, folder, (".hea", ".dat", ".atr"))  # noqa: E731
+    results, seconds = cross_validate(source, names, args.work / "mitbih", n_folds=args.folds, overrides=overrides, make_fold=make_fold)
+    records, truth, predicted = pooled(results)
+    figures = per_class_figures(truth, predicted, AAMI)
+    draws = record_bootstrap(records, truth, predicted, lambda t, p: per_class_figures(t, p, AAMI))
+    for c in AAMI:
+        figures[c]["se_ci"], figures[c]["ppv_ci"] = ci(draws, c, "se"), ci(draws, c, "ppv")
+    figures["overall"]["accuracy_ci"] = ci(draws, "overall", "accuracy")
+    entry: dict[str, Any] = {
+        "records": names,
+        "folds": [{k: v for k, v in fold.items() if k not in ("records", "labels", "scores")} for fold in results],
+        "figures": figures,
+        "confusion": confusion(truth, predicted, AAMI),
+        "cv_minutes": round(seconds / 60, 1),
+    }
+    if not args.no_bundle:
+        import medtorch
+
+        start = time.perf_counter()
+        out = args.work / "mitbih" / "ds1_run"
+        run = medtorch.train(source, out=out, overrides={**overrides, "evaluate": {"bootstrap": 200, "baselines": True}}, overwrite=True, progress=False)
+        run.bundle.save(BUNDLE_DIR)
+        entry["bundle"] = {"path": str(BUNDLE_DIR.relative_to(ROOT)), "minutes": round((time.perf_counter() - start) / 60, 1), **run.metrics["training"]}
+    return entry
+
+
+def mitbih_markdown(entry: dict[str, Any]) -> list[str]:
+    f = entry["figures"]
+    lines = [
+        "## MIT-BIH Arrhythmia, inter-patient (AAMI EC57 classes)",
+        "",
+        f"Command: `{entry['command']}` ({entry['date']}, commit {entry['commit']}, {entry['cv_minutes']} min).",
+        "",
+        f"Protocol: the {len(entry['records'])} DS1 records of de Chazal et al. (2004) in `../shared/data/mitbih_arrhythmia` "
+        "(the 4 paced records are left out, as the protocol does), dealt into "
+        f"{len(entry['folds'])} folds by record. Each fold's model is `medtorch.train` with the library defaults "
+        "(`cnn_rr`, balanced class weights, early stopping on the validation loss of held-out *training* records; "
+        "`data.test_size: 0`, since the fold's own records are the test), and it predicts the held-out records once "
+        "(label = argmax of the calibrated probabilities). Every DS1 beat is thus predicted by a model that never saw its "
+        "patient: this is the estimate of performance on unseen patients (DS2 itself is not in the project). "
+        "95% CIs resample whole records (1000 draws).",
+        "",
+        "| class | beats | Se % [95% CI] | +P % [95% CI] | F1 % | goal Se / +P |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for c in AAMI:
+        goal = MITBIH_GOALS.get(c)
+        lines.append(
+            f"| {c} | {f[c]['n']} | {f[c]['se']:.1f} {f[c]['se_ci']} | {f[c]['ppv']:.1f} {f[c]['ppv_ci']} | {f[c]['f1']:.1f} | "
+            + (f"{goal[0]} / {goal[1]}" if goal else "")
+            + " |"
+        )
+    lines += [
+        "",
+        f"Overall accuracy: {f['overall']['accuracy']:.1f}% {f['overall']['accuracy_ci']} over {f['overall']['n']} beats.",
+        "",
+        "Confusion matrix (rows: annotated class, columns: predicted), pooled over the held-out folds:",
+        "",
+        "| | " + " | ".join(AAMI) + " |",
+        "|---|" + "---:|" * len(AAMI),
+    ]
+    lines += [f"| {c} | " + " | ".join(str(v) for v in row) + " |" for c, row in zip(AAMI, entry["confusion"])]
+    lines += ["", "Published DS2 results (Se / +P %):", "", "| method | S | V |", "|---|---:|---:|"]
+    lines += [f"| {name} | {r['S'][0]} / {r['S'][1]} | {r['V'][0]} / {r['V'][1]} |" for name, r in MITBIH_PUBLISHED.items()]
+    lines.append(f"| medtorch `cnn_rr`, DS1 leave-records-out CV (this table) | {f['S']['se']:.0f} / {f['S']['ppv']:.0f} | {f['V']['se']:.0f} / {f['V']['ppv']:.0f} |")
+    if "bundle" in entry:
+        b = entry["bundle"]
+        lines += [
+            "",
+            f"The bundle for DS2 is `{b['path']}/`: the same defaults trained on all {len(entry['records'])} DS1 records "
+            f"({b['minutes']} min, best epoch {b['best_epoch']}); rebuild it with `python benchmarks/biosignals.py mitbih`. "
+            "Evaluate it on other records with "
+            f"`medtorch evaluate {b['path']} --data OTHER_WFDB_FOLDER --out runs/mitbih-ds2`.",
+        ]
+    return lines
+
+
+BENCHMARKS = {"mitbih": (mitbih, mitbih_markdown)}
+
+
+def write_markdown(results: dict[str, Any], path: Path) -> None:
+    lines = [
+        "# Biosignal benchmarks",
+        "",
+        f"Machine: {os.cpu_count()}-core CPU ({platform.machine()}), no GPU. Every figure is measured on records the model "
+        "never saw; every choice (early stopping, calibration) is made on validation records held out of the training folds.",
+        "",
+    ]
+    for name, (_, markdown) in BENCHMARKS.items():
+        if name in results:
+            lines += markdown(results[name]) + [""]
+    path.write_text("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("benchmark", choices=sorted(BENCHMARKS))
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=None, help="cap on epochs (default: the library default)")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/medtorch-biosignals"))
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "biosignals.md")
+    parser.add_argument("--no-bundle", action="store_true", help="MIT-BIH: skip training the DS1 bundle")
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    run, _ = BENCHMARKS[args.benchmark]
+    entry = run(args)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    entry.update(date=datetime.now(timezone.utc).isoformat(timespec="seconds"), commit=commit, command=" ".join(["python benchmarks/biosignals.py", *sys.argv[1:]]))
+    store = args.out.with_suffix(".json")
+    store.parent.mkdir(parents=True, exist_ok=True)
+    results = json.loads(store.read_text()) if store.exists() else {}
+    results[args.benchmark] = entry
+    store.write_text(json.dumps(results, indent=1, default=float) + "\n")
+    write_markdown(results, args.out)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
