@@ -53,6 +53,7 @@ def train(
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed for splits, initialisation and shuffling."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda."),
     skip_bad_files: bool = typer.Option(False, "--skip-bad-files", help="Images: skip unreadable files (listed in the run folder)."),
+    unit: Optional[str] = typer.Option(None, "--unit", help="Signals: 'beat' (each annotated beat) or 'window' (fixed windows of labelled records)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished run in --out."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
@@ -68,7 +69,7 @@ def train(
         overwrite=overwrite,
         progress=not quiet,
         overrides={
-            "data": {"group_column": group_column, "skip_bad_files": skip_bad_files or None},
+            "data": {"group_column": group_column, "skip_bad_files": skip_bad_files or None, "unit": unit},
             "task": {"positive": positive},
             "model": {"name": model},
             "train": {"epochs": epochs, "seed": seed, "device": device},
@@ -130,6 +131,35 @@ def explain(
     explanation = explain_image(load_bundle(bundle), image, explained_class)
     save_overlay(explanation, out)
     typer.echo(f"predicted {explanation.label} (p = {explanation.probability:.3f}); heatmap written to {out}")
+
+
+@app.command()
+def stream(
+    bundle: Path = typer.Argument(..., help="Bundle folder of a biosignal model."),
+    record: str = typer.Argument(..., help="Record to replay as if it were arriving (WFDB .hea, EDF, .npy/.txt/.csv)."),
+    chunk_seconds: float = typer.Option(1.0, "--chunk-seconds", min=0.01, help="Seconds of signal per chunk."),
+    sampling_rate: Optional[float] = typer.Option(None, "--sampling-rate", help="Recording rate of a raw array file (Hz)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="CSV of the decisions (time, label, probability, delay)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the summary, not each decision."),
+) -> None:
+    """Label a signal beat by beat (or window by window) as it arrives; report the latency per chunk."""
+    from medtorch.data import signal_io
+    from medtorch.serving.stream import replay, summarise
+
+    source = signal_io.read_record(record, fs=sampling_rate)
+    decisions, timings = [], []
+    for chunk_decisions, seconds in replay(bundle, source, chunk_seconds=chunk_seconds):
+        timings.append(seconds)
+        decisions += chunk_decisions
+        for d in chunk_decisions if not quiet else ():
+            typer.echo(f"{d.time:10.3f} s  {d.label!s:<8} p = {d.probability:.3f}  (decided {d.delay:.2f} s later)")
+    if out is not None:
+        import pandas as pd
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        rows = [{"time": d.time, "label": d.label, "probability": d.probability, "decided_at": d.decided_at, "delay": d.delay} for d in decisions]
+        pd.DataFrame(rows, columns=["time", "label", "probability", "decided_at", "delay"]).to_csv(out, index=False)
+    typer.echo(summarise(decisions, source.signal.shape[1] / source.fs, timings))
 
 
 @app.command()

@@ -49,8 +49,14 @@ class DataConfig(_Strict):
     window: tuple[float, float] | None = Field(None, description="images: intensity window (centre, width), e.g. [40, 400] for CT soft tissue")
     augment: bool = Field(True, description="images: random affine and intensity augmentation while training")
     skip_bad_files: bool = Field(False, description="images: skip unreadable files (listed in the run folder) instead of stopping")
-    sampling_rate: float | None = Field(None, gt=0, description="signals: resample to this rate in Hz (beats: 360 when unset)")
+    sampling_rate: float | None = Field(None, gt=0, description="signals: resample to this rate in Hz (beats: 360, windows: 128 when unset)")
+    record_sampling_rate: float | None = Field(None, gt=0, description="signals: the recording rate of raw arrays (.txt/.csv/.npy), which do not store it")
     leads: int | None = Field(None, ge=1, description="signals: use the first N leads of each record (default: all)")
+    unit: Literal["beat", "window"] | None = Field(
+        None, description="signals: a sample is an annotated beat, or a fixed window of a labelled record (default: window when records carry labels)"
+    )
+    window_seconds: float = Field(10.0, gt=0, description="signals: window length for unit 'window'; a shorter record is zero-padded to one window")
+    labels: str | None = Field(None, description="signals: a CSV of record,label lines (default: the folder's REFERENCE.csv, else class sub-folders)")
     exclude_paced: bool = Field(True, description="signals: leave out records with paced beats, as the AAMI protocol does")
     volume_slices: bool = Field(
         False, description="images: train a 2-D model on each volume's slices (the volume is the group of its slices)"

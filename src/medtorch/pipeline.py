@@ -30,7 +30,9 @@ from medtorch.registry import ModelEntry, _did_you_mean, create_model, get_model
 from medtorch.tasks import Task, infer_task
 
 # how new data must be read to match training (the feature columns and types come from the preprocessor)
-BUNDLED_DATA_SETTINGS = ("format", "target", "group_column", "attribute_columns", "missing_values", "column_missing_values", "volume_slices")
+BUNDLED_DATA_SETTINGS = (
+    "format", "target", "group_column", "attribute_columns", "missing_values", "column_missing_values", "volume_slices", "record_sampling_rate",
+)
 RUN_FILES = ("skipped_files.txt", "config.yaml", "bundle", "metrics.json", "train_log.csv", "report.html", "checkpoint.safetensors", "predictions.csv")
 
 

@@ -40,7 +40,8 @@ class Records:
     ``inputs`` is whatever the modality reads (a DataFrame of features, a list of image paths,
     an array of signals); ``target`` holds the raw labels (``None`` at prediction time);
     ``groups`` the patient id of each sample; ``attributes`` the subgroup columns (sex, age, site);
-    ``split`` a predefined split (``train``/``val``/``test`` per sample), when the source has one.
+    ``split`` a predefined split (``train``/``val``/``test`` per sample), when the source has one;
+    ``names`` a name per sample to show beside its prediction (e.g. ``"208@12.500s"`` for a beat).
 
     >>> train = records.subset(np.arange(100))
     """
@@ -51,6 +52,7 @@ class Records:
     attributes: pd.DataFrame | None = None
     split: np.ndarray | None = None
     skipped: list[str] = field(default_factory=list)
+    names: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -75,6 +77,7 @@ class Records:
             groups=None if self.groups is None else self.groups[indices],
             attributes=None if self.attributes is None else self.attributes.iloc[indices].reset_index(drop=True),
             split=None if self.split is None else self.split[indices],
+            names=None if self.names is None else self.names[indices],
         )
 
 
@@ -172,7 +175,7 @@ class Modality(ABC):
 
     def input_names(self, records: Records) -> list[str] | None:
         """A name for each record (e.g. the image file) to show beside its prediction, or ``None``."""
-        return None
+        return None if records.names is None else records.names.tolist()
 
     def explain(self, bundle: Any, records: Records) -> Explanations:
         """Explanations of the test predictions for the report (pictures) and metrics.json (numbers); none by default."""

@@ -3,9 +3,12 @@
 >>> record = read_record("mitdb/101")                  # WFDB: .hea + .dat (+ .atr annotations)
 >>> beats = segment_beats(record)                       # windows around R-peaks, RR features, AAMI labels
 
-Every step that shapes a beat is causal (it uses only the signal up to the end of the beat's
-window, and RR intervals up to the next beat), so a record processed as it arrives, chunk by
-chunk, gives exactly the beats of the record processed whole (see :mod:`medtorch.streaming`).
+>>> windows = segment_windows(record, fs=128.0, window_seconds=10.0, label="AF")  # fixed windows
+
+Every step that shapes a beat or a window is causal (filters and resampling use only the signal
+up to the end of the window, RR intervals only up to the next beat, R-peaks come from a causal
+detector), so a record processed as it arrives, chunk by chunk, gives exactly the beats and
+windows of the record processed whole (see :mod:`medtorch.serving.stream`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,11 @@ BEFORE_SECONDS, AFTER_SECONDS = 0.25, 0.45  # beat window around the R-peak
 LOCAL_BEATS = 10  # RR average over the last beats
 AVERAGE_SECONDS = 300.0  # RR average over the last five minutes
 RR_FEATURES = ("pre_rr", "post_rr", "local_rr", "average_rr", "pre_ratio", "post_ratio", "local_ratio")
+BANDS = ((0.5, 4.0), (4.0, 8.0), (8.0, 13.0), (13.0, 30.0), (30.0, 45.0))  # delta, theta, alpha, beta, gamma
+SPECTRAL_FEATURES = ("delta", "theta", "alpha", "beta", "gamma", "log_power", "edge_frequency", "line_length", "zero_crossings")
+RHYTHM_FEATURES = ("heart_rate", "mean_rr", "sdnn", "rmssd", "pnn50", "cv_rr", "irregularity", "rr_range")
+WINDOW_FEATURES = SPECTRAL_FEATURES + RHYTHM_FEATURES
+LABEL_FILES = ("REFERENCE.csv", "REFERENCE-v3.csv", "REFERENCE-v2.csv", "REFERENCE-v1.csv", "labels.csv")
 
 
 @dataclass
@@ -99,16 +107,61 @@ def _read_edf(path: Path) -> SignalRecord:
         raise DataError(f"cannot read EDF file {path}: {error}") from None
 
 
-def resample(signal: np.ndarray, fs: float, target_fs: float) -> np.ndarray:
-    """Polyphase resampling along the last axis (exact for rational ratios such as 360 -> 250)."""
-    if abs(fs - target_fs) < 1e-9:
-        return signal
-    from fractions import Fraction
+class LinearResampler:
+    """Linear interpolation from ``fs_in`` to ``fs_out``, chunk by chunk with its state kept.
 
-    from scipy.signal import resample_poly
+    Written by hand because scipy's polyphase resampling looks ahead (it is not causal), so a
+    streamed record would not match the record resampled whole. Applied after the 40 Hz
+    low-pass, linear interpolation loses nothing that matters at 128 Hz or more.
+    """
 
-    ratio = Fraction(target_fs / fs).limit_denominator(1000)
-    return resample_poly(signal, ratio.numerator, ratio.denominator, axis=-1).astype(np.float32)
+    def __init__(self, fs_in: float, fs_out: float):
+        self.step = fs_in / fs_out  # input samples per output sample
+        self.identity = abs(fs_in - fs_out) < 1e-9
+        self.received = 0  # input samples seen so far
+        self.emitted = 0  # output samples produced so far
+        self.tail: np.ndarray | None = None  # input samples still needed, starting at absolute index tail_start
+        self.tail_start = 0
+
+    def __call__(self, chunk: np.ndarray) -> np.ndarray:
+        if self.identity:
+            return chunk.astype(np.float32)
+        buffer = chunk if self.tail is None else np.concatenate([self.tail, chunk], axis=1)
+        self.received += chunk.shape[1]
+        last = self._last_ready()
+        positions = np.arange(self.emitted, last + 1, dtype=np.int64) * self.step
+        left = np.floor(positions).astype(np.int64)
+        weight = (positions - left).astype(np.float32)
+        right = np.minimum(left + 1, self.received - 1)
+        out = buffer[:, left - self.tail_start] * (1 - weight) + buffer[:, right - self.tail_start] * weight
+        self.emitted = last + 1
+        keep_from = int(np.floor(self.emitted * self.step))
+        self.tail, self.tail_start = buffer[:, keep_from - self.tail_start :], keep_from
+        return out.astype(np.float32)
+
+    def _last_ready(self) -> int:
+        """The last output index whose input position lies within the samples received."""
+        newest = self.received - 1
+        last = int(np.floor(newest / self.step))
+        while (last + 1) * self.step <= newest:
+            last += 1
+        while last >= 0 and last * self.step > newest:
+            last -= 1
+        return last
+
+
+class Conditioner:
+    """Band-pass at the recording's rate, then resample to the model's rate; causal, chunk by chunk.
+
+    >>> conditioned = Conditioner(record.fs, 128.0, channels=1)(record.signal)
+    """
+
+    def __init__(self, fs_in: float, fs_out: float, channels: int):
+        self.bandpass = CausalBandpass(fs_in, channels=channels)
+        self.resampler = LinearResampler(fs_in, fs_out)
+
+    def __call__(self, chunk: np.ndarray) -> np.ndarray:
+        return self.resampler(self.bandpass(np.asarray(chunk, dtype=np.float32)))
 
 
 class CausalBandpass:
@@ -174,7 +227,6 @@ def segment_beats(record: SignalRecord, peaks: np.ndarray | None = None, *, fs: 
     With annotations, non-beat symbols are dropped and each beat gets its AAMI class (``labelled``).
     Beats whose window runs past either end of the record are dropped.
     """
-    signal = resample(record.signal, record.fs, fs)
     scale = fs / record.fs
     symbols = None
     if peaks is None:
@@ -183,23 +235,29 @@ def segment_beats(record: SignalRecord, peaks: np.ndarray | None = None, *, fs: 
         classes = np.array([aami_class(s) for s in record.annotation_symbols], dtype=object)
         keep = np.array([c is not None for c in classes], dtype=bool)
         peaks, symbols = np.round(record.annotation_samples[keep] * scale).astype(int), classes[keep]
-    filtered = CausalBandpass(fs, channels=len(signal))(signal)
+    filtered = Conditioner(record.fs, fs, channels=len(record.signal))(record.signal)
     before, after = beat_window(fs)
     inside = (peaks - before >= 0) & (peaks + after <= filtered.shape[1])
     rr = rr_features(peaks, fs)[inside]
     peaks = peaks[inside]
-    windows = np.stack([filtered[:, p - before : p + after] for p in peaks]) if len(peaks) else np.zeros((0, len(signal), before + after))
-    windows = windows - np.median(windows, axis=2, keepdims=True)
     labels = symbols[inside] if symbols is not None and labelled else np.full(len(peaks), None, dtype=object)
-    return Beats(windows.astype(np.float32), rr, peaks, labels, np.full(len(peaks), record.name, dtype=object))
+    return Beats(beat_windows(filtered, peaks, fs), rr, peaks, labels, np.full(len(peaks), record.name, dtype=object))
+
+
+def beat_windows(conditioned: np.ndarray, peaks: np.ndarray, fs: float) -> np.ndarray:
+    """(beats, channels, length) windows of a conditioned signal around ``peaks``, each less its median."""
+    before, after = beat_window(fs)
+    if not len(peaks):
+        return np.zeros((0, len(conditioned), before + after), dtype=np.float32)
+    windows = np.stack([conditioned[:, p - before : p + after] for p in peaks])
+    return (windows - np.median(windows, axis=2, keepdims=True)).astype(np.float32)
 
 
 def detect_r_peaks(signal: np.ndarray, fs: float) -> np.ndarray:
-    """R-peaks of the first channel, with NeuroKit2's default detector."""
-    import neurokit2 as nk
+    """R-peaks of the first channel, with the causal detector streaming uses (:mod:`medtorch.data.rpeaks`)."""
+    from medtorch.data.rpeaks import detect_r_peaks as detect
 
-    _, info = nk.ecg_peaks(nk.ecg_clean(signal[0], sampling_rate=int(fs)), sampling_rate=int(fs))
-    return np.asarray(info["ECG_R_Peaks"], dtype=int)
+    return np.asarray(detect(np.asarray(signal[0], dtype=np.float64), fs), dtype=int)
 
 
 def concatenate(parts: list[Beats]) -> Beats:
@@ -215,3 +273,134 @@ def list_records(folder: Path) -> list[Path]:
         names = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
         return [folder / name for name in names if (folder / f"{name}.hea").exists()]
     return sorted(p.with_suffix("") for p in folder.glob("*.hea"))
+
+
+# ---------------------------------------------------------------- fixed windows (record / rhythm labels)
+@dataclass
+class Windows:
+    """Fixed windows of one or more records: ``windows`` (n, channels, length), ``extra`` (n, len(WINDOW_FEATURES)),
+    ``starts`` (first sample of each window at the model's rate), ``labels`` (the record's label or None), ``record`` names."""
+
+    windows: np.ndarray
+    extra: np.ndarray
+    starts: np.ndarray
+    labels: np.ndarray
+    record: np.ndarray
+
+    @property
+    def features(self) -> np.ndarray:
+        """One row per window: the flattened samples, then the spectral and rhythm features."""
+        return np.hstack([self.windows.reshape(len(self.windows), -1), self.extra]).astype(np.float32)
+
+
+def segment_windows(record: SignalRecord, *, fs: float, window_seconds: float, label: object = None) -> Windows:
+    """Consecutive non-overlapping windows of the conditioned record (a record shorter than one
+    window is zero-padded to one; a last partial window is dropped), each with its features."""
+    return windows_of(Conditioner(record.fs, fs, channels=len(record.signal))(record.signal), record.name, fs=fs, window_seconds=window_seconds, label=label)
+
+
+def windows_of(conditioned: np.ndarray, name: str, *, fs: float, window_seconds: float, label: object = None, first: int = 0, pad: bool = True) -> Windows:
+    """Windows of an already conditioned signal; ``first`` is the absolute sample of ``conditioned[:, 0]``."""
+    length = window_length(fs, window_seconds)
+    count = conditioned.shape[1] // length
+    if count == 0 and pad:
+        conditioned, count = np.pad(conditioned, ((0, 0), (0, length - conditioned.shape[1]))), 1
+    windows = conditioned[:, : count * length].reshape(len(conditioned), count, length).transpose(1, 0, 2)
+    windows = (windows - np.median(windows, axis=2, keepdims=True)).astype(np.float32)
+    extra = np.stack([window_features(w, fs) for w in windows]) if count else np.zeros((0, len(WINDOW_FEATURES)), np.float32)
+    return Windows(windows, extra, first + np.arange(count) * length, np.full(count, label, dtype=object), np.full(count, name, dtype=object))
+
+
+def window_length(fs: float, window_seconds: float) -> int:
+    return int(round(fs * window_seconds))
+
+
+def window_features(window: np.ndarray, fs: float) -> np.ndarray:
+    """Spectral features (relative band powers, log power, 90% spectral edge, line length,
+    zero crossings; averaged over channels) and rhythm features of the first channel's R-peaks
+    (heart rate, RR mean/SDNN/RMSSD/pNN50, and irregularity); all local to the window."""
+    return np.concatenate([spectral_features(window, fs), rhythm_features(detect_r_peaks(window, fs), fs)]).astype(np.float32)
+
+
+def spectral_features(window: np.ndarray, fs: float) -> np.ndarray:
+    from scipy.signal import welch
+
+    freqs, power = welch(window.astype(np.float64), fs=fs, nperseg=min(window.shape[1], int(2 * fs)), axis=-1)
+    total = power.sum(axis=-1) + 1e-12
+    relative = [power[:, (freqs >= low) & (freqs < high)].sum(axis=-1) / total for low, high in BANDS]
+    edge = freqs[np.minimum(np.argmax(np.cumsum(power, axis=-1) >= 0.9 * total[:, None], axis=-1), len(freqs) - 1)] / (fs / 2)
+    spread = window.std(axis=-1) + 1e-9
+    line_length = np.abs(np.diff(window, axis=-1)).mean(axis=-1) / spread
+    crossings = np.mean(np.diff(np.signbit(window), axis=-1), axis=-1)
+    per_channel = np.stack([*relative, np.log10(total), edge, line_length, crossings], axis=1)
+    return per_channel.mean(axis=0)
+
+
+def rhythm_features(peaks: np.ndarray, fs: float) -> np.ndarray:
+    """Heart-rate variability of the R-peaks in a window; zeros when fewer than three beats."""
+    if len(peaks) < 3:
+        return np.zeros(len(RHYTHM_FEATURES))
+    rr = np.diff(peaks) / fs
+    successive = np.abs(np.diff(rr))
+    mean, median = rr.mean(), np.median(rr)
+    return np.array(
+        [
+            60.0 / mean,
+            mean,
+            rr.std(),
+            np.sqrt(np.mean(successive**2)),
+            np.mean(successive > 0.05),
+            rr.std() / mean,
+            np.mean(np.abs(rr - median) > 0.15 * median),  # share of beats off the median rhythm (AF is irregularly irregular)
+            (rr.max() - rr.min()) / mean,
+        ]
+    )
+
+
+def concatenate_windows(parts: list[Windows]) -> Windows:
+    if not parts:
+        raise DataError("no windows found")
+    return Windows(*(np.concatenate([getattr(p, name) for p in parts]) for name in ("windows", "extra", "starts", "labels", "record")))
+
+
+def list_signal_files(folder: Path) -> list[Path]:
+    """Signal files of a folder: WFDB records (as paths without suffix), EDF files and raw arrays (.npy/.txt/.csv),
+    leaving out label files; sorted."""
+    ignored = {name.lower() for name in LABEL_FILES} | {"records"}
+    records = list_records(folder) if any(folder.glob("*.hea")) else []
+    others = [
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in (".edf", ".npy", ".txt", ".csv") and p.name.lower() not in ignored and not p.name.startswith((".", "REFERENCE"))
+    ]
+    return sorted(records + others)
+
+
+def labelled_records(folder: Path, labels_file: str | Path | None = None) -> list[tuple[Path, str, str]] | None:
+    """``(file, label, name)`` for every labelled record of a folder, or ``None`` when it has no record labels.
+
+    Labels come from ``labels_file`` (or the folder's ``REFERENCE.csv``, the PhysioNet challenge
+    convention: ``record,label`` lines), else from class sub-folders (``folder/<label>/<record>``).
+    """
+    table = Path(labels_file) if labels_file else next((folder / n for n in LABEL_FILES if (folder / n).is_file()), None)
+    if labels_file and not table.is_file():
+        table = folder / labels_file
+        if not table.is_file():
+            raise DataError(f"labels file not found: {labels_file}")
+    if table is not None:
+        files = {p.stem if p.suffix else p.name: p for p in list_signal_files(folder)}
+        labelled = []
+        for number, line in enumerate(table.read_text().splitlines(), start=1):
+            fields = [f.strip() for f in line.split(",")]
+            if len(fields) < 2 or not fields[0]:
+                continue
+            if fields[0] not in files:
+                if number == 1:
+                    continue  # a header row
+                raise DataError(f"{table.name} line {number}: no record {fields[0]!r} in {folder}")
+            labelled.append((files[fields[0]], fields[1], fields[0]))
+        return labelled or None
+    classes = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and list_signal_files(p))
+    if not classes:
+        return None
+    return [(f, c.name, f"{c.name}/{f.stem if f.suffix else f.name}") for c in classes for f in list_signal_files(c)]

@@ -1,19 +1,22 @@
-"""Biosignals (ECG, EEG) as a modality: beats of annotated WFDB records, the record as the patient.
+"""Biosignals (ECG, EEG) as a modality: beats of annotated records, or fixed windows of labelled
+records; the record is the patient, so no record is on both sides of a split.
 
-Sources:
+Sources (WFDB ``.hea``/``.dat``, EDF, or raw ``.npy``/``.txt``/``.csv`` arrays with
+``data.record_sampling_rate``):
 
-- a folder of WFDB records (``.hea`` + ``.dat``, ``.atr`` beat annotations), e.g. the MIT-BIH
-  Arrhythmia Database: with ``data.unit: beat`` (the default when annotations exist) every
-  annotated beat is a sample, labelled with its AAMI EC57 class (N, S, V, F, Q), and the
-  record is the group, so no patient is on both sides of a split;
-- for prediction, also a single record; R-peaks are then detected (NeuroKit2) when the record
-  has no annotations.
-
-Each beat is a band-passed window around its R-peak (0.25 s before, 0.45 s after, at the
-bundle's sampling rate) plus seven RR-interval features (pre, post, local and five-minute
-average RR, and the ratios that normalise them per patient).
+- ``data.unit: beat`` (the default for a folder of beat-annotated records, e.g. the MIT-BIH
+  Arrhythmia Database): every annotated beat is a sample, labelled with its AAMI EC57 class
+  (N, S, V, F, Q). A beat is the band-passed window 0.25 s before to 0.45 s after its R-peak
+  plus seven RR-interval features (pre, post, local and five-minute average RR, and their ratios).
+- ``data.unit: window`` (the default when records carry labels: a ``REFERENCE.csv`` of
+  ``record,label`` lines as in the PhysioNet challenges, ``data.labels``, or class sub-folders
+  ``folder/<label>/<record>``): every ``data.window_seconds`` window of a record is a sample with
+  the record's label (AF rhythm, seizure), plus spectral and heart-rhythm features.
+- For prediction, also a single record; R-peaks are detected (causally, as streaming does)
+  when the record has no annotations.
 
 >>> records = Signals().read("mitbih_arrhythmia/", DataConfig())
+>>> records = Signals().read("training2017/", DataConfig(window_seconds=30))   # REFERENCE.csv labels
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from medtorch.config import DataConfig
 from medtorch.data.base import Fingerprints, Modality, Preprocessor, Records, register_modality
 from medtorch.errors import ConfigError, DataError
 
-DEFAULT_FS = 360.0
+DEFAULT_FS = {"beat": 360.0, "window": 128.0}
 PACED_SYMBOL = "/"  # records with paced beats are left out of the AAMI protocol (de Chazal et al. 2004)
 
 
@@ -54,33 +57,60 @@ class Signals(Modality):
             return False
         path = Path(source)
         if path.is_dir():
-            return any(path.glob("*.hea"))
+            return any(path.glob("*.hea")) or any(path.glob("*.edf")) or _io().labelled_records(path) is not None
         return path.suffix.lower() in (".hea", ".edf") or (path.suffix == "" and path.with_suffix(".hea").exists())
 
     def read(self, source: Any, data_config: DataConfig, *, with_target: bool = True) -> Records:
-        io = _io()
         path = Path(source)
+        unit = data_config.unit or self.unit_of(path)
+        reader = self._read_beats if unit == "beat" else self._read_windows
+        return reader(path, data_config, with_target)
+
+    def unit_of(self, path: Path) -> str:
+        """``window`` for a folder of labelled records, else ``beat``."""
+        return "window" if path.is_dir() and _io().labelled_records(path) is not None else "beat"
+
+    def _read_beats(self, path: Path, data_config: DataConfig, with_target: bool) -> Records:
+        io = _io()
         paths = io.list_records(path) if path.is_dir() else [path]
         if not paths:
             raise DataError(f"{path} holds no WFDB records (.hea files)")
-        fs = data_config.sampling_rate or DEFAULT_FS
+        fs = data_config.sampling_rate or DEFAULT_FS["beat"]
         parts, leads = [], None
         for record_path in paths:
-            record = io.read_record(record_path)
+            record = io.read_record(record_path, fs=data_config.record_sampling_rate)
             if with_target and record.annotation_samples is None:
                 raise DataError(f"record {record.name} has no beat annotations (.atr), so its beats have no labels")
             if with_target and data_config.exclude_paced and PACED_SYMBOL in set(record.annotation_symbols.tolist()):
                 continue
-            leads = leads or data_config.leads or len(record.signal)
-            if len(record.signal) < leads:
-                raise DataError(f"record {record.name} has {len(record.signal)} leads; the model reads {leads}")
-            record.signal = record.signal[:leads]
+            leads = _check_leads(record, leads or data_config.leads or len(record.signal))
             peaks = None
             if record.annotation_samples is None:
                 peaks = np.round(io.detect_r_peaks(record.signal, record.fs) * fs / record.fs).astype(int)
             parts.append(io.segment_beats(record, peaks, fs=fs, labelled=with_target))
         beats = io.concatenate(parts)
-        return Records(inputs=beats.features, target=beats.labels if with_target else None, groups=beats.record)
+        names = np.array([f"{r}@{s / fs:.3f}s" for r, s in zip(beats.record, beats.samples)], dtype=object)
+        return Records(inputs=beats.features, target=beats.labels if with_target else None, groups=beats.record, names=names)
+
+    def _read_windows(self, path: Path, data_config: DataConfig, with_target: bool) -> Records:
+        io = _io()
+        items = io.labelled_records(path, data_config.labels) if path.is_dir() else [(path, None, path.stem if path.suffix else path.name)]
+        if items is None:
+            if with_target:
+                raise DataError(f"{path} has no record labels: add a REFERENCE.csv of record,label lines, data.labels, or class sub-folders")
+            items = [(p, None, p.stem if p.suffix else p.name) for p in io.list_signal_files(path)]
+        if not items:
+            raise DataError(f"{path} holds no signal records (WFDB, EDF, .npy/.txt/.csv)")
+        fs = data_config.sampling_rate or DEFAULT_FS["window"]
+        parts, leads = [], None
+        for file, label, name in items:
+            record = io.read_record(file, fs=data_config.record_sampling_rate)
+            record.name = name
+            leads = _check_leads(record, leads or data_config.leads or len(record.signal))
+            parts.append(io.segment_windows(record, fs=fs, window_seconds=data_config.window_seconds, label=label))
+        windows = io.concatenate_windows(parts)
+        names = np.array([f"{r}@{s / fs:.1f}s" for r, s in zip(windows.record, windows.starts)], dtype=object)
+        return Records(inputs=windows.features, target=windows.labels if with_target else None, groups=windows.record, names=names)
 
     def fingerprints(self, records: Records, preprocessor: Preprocessor) -> Fingerprints:
         import hashlib
@@ -88,69 +118,85 @@ class Signals(Modality):
         return Fingerprints(exact=np.array([hashlib.sha1(row.tobytes()).hexdigest() for row in records.inputs], dtype=object))
 
     def preprocessor(self, data_config: DataConfig) -> SignalPreprocessor:
-        return SignalPreprocessor(fs=data_config.sampling_rate or DEFAULT_FS)
+        unit = data_config.unit or (self.unit_of(Path(data_config.path)) if data_config.path else "beat")
+        return SignalPreprocessor(unit=unit, fs=data_config.sampling_rate or DEFAULT_FS[unit], window_seconds=data_config.window_seconds)
 
     def preprocessor_from_config(self, config: dict[str, Any]) -> SignalPreprocessor:
         return SignalPreprocessor(**config)
 
 
+def _check_leads(record: Any, leads: int) -> int:
+    """Keep the first ``leads`` channels of ``record``; a record with fewer is refused."""
+    if len(record.signal) < leads:
+        raise DataError(f"record {record.name} has {len(record.signal)} leads; the model reads {leads}")
+    record.signal = record.signal[:leads]
+    return leads
+
+
 class SignalPreprocessor(Preprocessor):
-    """Beat windows scaled by the training windows' spread; RR features standardised with training statistics."""
+    """Beat or window samples scaled by the training samples' spread; the extra features (RR intervals,
+    or spectral and rhythm features) standardised with training statistics."""
 
     def __init__(
         self,
-        fs: float = DEFAULT_FS,
+        fs: float = DEFAULT_FS["beat"],
         leads: int | None = None,
         length: int | None = None,
         window_scale: float | None = None,
-        rr_mean: list[float] | None = None,
-        rr_std: list[float] | None = None,
+        extra_mean: list[float] | None = None,
+        extra_std: list[float] | None = None,
+        unit: str = "beat",
+        window_seconds: float | None = None,
     ):
-        self.fs, self.leads, self.length = fs, leads, length
-        self.window_scale, self.rr_mean, self.rr_std = window_scale, rr_mean, rr_std
+        self.fs, self.leads, self.length, self.unit, self.window_seconds = fs, leads, length, unit, window_seconds
+        self.window_scale, self.extra_mean, self.extra_std = window_scale, extra_mean, extra_std
 
     @property
-    def n_rr(self) -> int:
-        return len(_io().RR_FEATURES)
+    def n_extra(self) -> int:
+        io = _io()
+        return len(io.RR_FEATURES if self.unit == "beat" else io.WINDOW_FEATURES)
 
     def fit(self, records: Records) -> SignalPreprocessor:
         io = _io()
-        before, after = io.beat_window(self.fs)
-        self.length = before + after
+        self.length = sum(io.beat_window(self.fs)) if self.unit == "beat" else io.window_length(self.fs, self.window_seconds)
         features = np.asarray(records.inputs, dtype=np.float32)
-        self.leads = (features.shape[1] - self.n_rr) // self.length
-        windows, rr = features[:, : -self.n_rr], features[:, -self.n_rr :]
-        self.window_scale = float(np.std(windows)) or 1.0
-        self.rr_mean, self.rr_std = rr.mean(axis=0).tolist(), np.maximum(rr.std(axis=0), 1e-6).tolist()
+        self.leads = (features.shape[1] - self.n_extra) // self.length
+        samples, extra = features[:, : -self.n_extra], features[:, -self.n_extra :]
+        self.window_scale = float(np.std(samples)) or 1.0
+        self.extra_mean, self.extra_std = extra.mean(axis=0).tolist(), np.maximum(extra.std(axis=0), 1e-6).tolist()
         return self
 
     def transform(self, inputs: Any) -> torch.Tensor:
         features = np.asarray(inputs, dtype=np.float32)
-        expected = self.leads * self.length + self.n_rr
+        expected = self.leads * self.length + self.n_extra
         if features.ndim != 2 or features.shape[1] != expected:
-            raise DataError(f"beats of shape {features.shape[1:]} given to a model that reads {self.leads} lead(s) of {self.length} samples")
-        windows = features[:, : -self.n_rr] / self.window_scale
-        rr = (features[:, -self.n_rr :] - np.asarray(self.rr_mean, dtype=np.float32)) / np.asarray(self.rr_std, dtype=np.float32)
-        return torch.from_numpy(np.hstack([windows, rr]).astype(np.float32))
+            raise DataError(f"{self.unit}s of shape {features.shape[1:]} given to a model that reads {self.leads} lead(s) of {self.length} samples")
+        samples = features[:, : -self.n_extra] / self.window_scale
+        extra = (features[:, -self.n_extra :] - np.asarray(self.extra_mean, dtype=np.float32)) / np.asarray(self.extra_std, dtype=np.float32)
+        return torch.from_numpy(np.hstack([samples, extra]).astype(np.float32))
 
     def model_kwargs(self) -> dict[str, Any]:
-        return {"in_channels": self.leads, "length": self.length, "n_extra": self.n_rr}
+        return {"in_channels": self.leads, "length": self.length, "n_extra": self.n_extra}
 
     def reading_config(self) -> dict[str, Any]:
-        return {"sampling_rate": self.fs, "leads": self.leads}
+        config = {"sampling_rate": self.fs, "leads": self.leads, "unit": self.unit}
+        return config | ({"window_seconds": self.window_seconds} if self.unit == "window" else {})
 
     def get_config(self) -> dict[str, Any]:
         return {
+            "unit": self.unit,
             "fs": self.fs,
+            "window_seconds": self.window_seconds,
             "leads": self.leads,
             "length": self.length,
             "window_scale": self.window_scale,
-            "rr_mean": self.rr_mean,
-            "rr_std": self.rr_std,
+            "extra_mean": self.extra_mean,
+            "extra_std": self.extra_std,
         }
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> SignalPreprocessor:
         if "fs" not in config:
             raise ConfigError("signal preprocessing state is incomplete")
-        return cls(**config)
+        legacy = {"rr_mean": "extra_mean", "rr_std": "extra_std"}  # bundles written before windows existed
+        return cls(**{legacy.get(key, key): value for key, value in config.items()})

@@ -47,8 +47,14 @@ class _ResidualBlock1d(nn.Module):
         return torch.relu(self.body(x) + self.skip(x))
 
 
-def _resnet_trunk(in_channels: int, width: int, n_blocks: int) -> nn.Sequential:
-    layers: list[nn.Module] = [nn.Conv1d(in_channels, width, 9, 1, 4, bias=False), nn.BatchNorm1d(width), nn.ReLU(inplace=True)]
+LONG_INPUT = 1000  # samples; longer inputs (windows of seconds) get a stem that down-samples by 4, as image ResNets do
+
+
+def _resnet_trunk(in_channels: int, width: int, n_blocks: int, length: int) -> nn.Sequential:
+    stride = 2 if length > LONG_INPUT else 1
+    layers: list[nn.Module] = [nn.Conv1d(in_channels, width, 9, stride, 4, bias=False), nn.BatchNorm1d(width), nn.ReLU(inplace=True)]
+    if length > LONG_INPUT:
+        layers.append(nn.MaxPool1d(3, 2, 1))
     channels = width
     for i in range(n_blocks):
         out = width * 2 ** min(i, 2)
@@ -62,7 +68,7 @@ class ResNet1d(_SignalModel):
     def __init__(self, in_channels: int, length: int, n_extra: int, out_features: int, width: int, n_blocks: int, dropout: float, use_extra: bool):
         super().__init__(in_channels, length, n_extra)
         self.use_extra = use_extra
-        self.trunk = _resnet_trunk(in_channels, width, n_blocks)
+        self.trunk = _resnet_trunk(in_channels, width, n_blocks, length)
         trunk_out = width * 2 ** min(n_blocks - 1, 2)
         extra = n_extra if use_extra else 0
         self.head = nn.Sequential(nn.Linear(trunk_out + extra, 64), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(64, out_features))
@@ -95,7 +101,8 @@ def resnet1d(in_channels: int, length: int, out_features: int, n_extra: int = 0,
 
 @register_model("cnn_rr", modality="signal", lr=1e-3, weight_decay=1e-4)
 def cnn_rr(in_channels: int, length: int, out_features: int, n_extra: int = 0, width: int = 32, n_blocks: int = 4, dropout: float = 0.2) -> nn.Module:
-    """The 1-D ResNet with the RR features joined before its head: morphology and rhythm together."""
+    """The 1-D ResNet with the extra features (RR intervals of a beat; spectral and rhythm
+    features of a window) joined before its head: morphology and rhythm together."""
     return ResNet1d(in_channels, length, n_extra, out_features, width, n_blocks, dropout, use_extra=True)
 
 

@@ -1,0 +1,1 @@
+"""Serving trained bundles: real-time streaming of biosignals (and, later, the HTTP server)."""
