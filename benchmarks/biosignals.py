@@ -102,7 +102,7 @@ def cross_validate(
                 "seconds": round(time.perf_counter() - fold_start, 1),
             }
         )
-        print(f"fold {k + 1}/{n_folds}: held out {held_out} ({time.perf_counter() - fold_start:.0f} s)", flush=True)
+        print(f"fold {k + 1}/{n_folds}: {len(held_out)} records held out ({time.perf_counter() - fold_start:.0f} s)", flush=True)
     return results, time.perf_counter() - start
 
 
@@ -145,10 +145,10 @@ def record_bootstrap(
     return draws
 
 
-def ci(draws: list[dict], *keys: str) -> list[float]:
+def ci(draws: list[dict], *keys: str, digits: int = 3) -> list[float]:
     values = np.array([_dig(d, keys) for d in draws], dtype=float)
     values = values[~np.isnan(values)]
-    return [round(float(np.percentile(values, 2.5)), 1), round(float(np.percentile(values, 97.5)), 1)] if len(values) else [None, None]
+    return [round(float(np.percentile(values, 2.5)), digits), round(float(np.percentile(values, 97.5)), digits)] if len(values) else [None, None]
 
 
 def _dig(value: Any, keys: tuple[str, ...]) -> Any:
@@ -175,8 +175,8 @@ def mitbih(args: argparse.Namespace) -> dict[str, Any]:
     figures = per_class_figures(truth, predicted, AAMI)
     draws = record_bootstrap(records, truth, predicted, lambda t, p: per_class_figures(t, p, AAMI))
     for c in AAMI:
-        figures[c]["se_ci"], figures[c]["ppv_ci"] = ci(draws, c, "se"), ci(draws, c, "ppv")
-    figures["overall"]["accuracy_ci"] = ci(draws, "overall", "accuracy")
+        figures[c]["se_ci"], figures[c]["ppv_ci"] = ci(draws, c, "se", digits=1), ci(draws, c, "ppv", digits=1)
+    figures["overall"]["accuracy_ci"] = ci(draws, "overall", "accuracy", digits=1)
     entry: dict[str, Any] = {
         "records": names,
         "folds": [{k: v for k, v in fold.items() if k not in ("records", "labels", "scores")} for fold in results],
@@ -246,7 +246,157 @@ def mitbih_markdown(entry: dict[str, Any]) -> list[str]:
     return lines
 
 
-BENCHMARKS = {"mitbih": (mitbih, mitbih_markdown)}
+# ---------------------------------------------------------------- record-level benchmarks (windows)
+def record_level(results: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One prediction per held-out record: the mean of its windows' probabilities, then argmax."""
+    names, truth, predicted = [], [], []
+    for fold in results:
+        classes, records = np.asarray(fold["classes"]), np.asarray(fold["records"])
+        scores, labels = np.asarray(fold["scores"]), np.asarray(fold["labels"])
+        for name in np.unique(records):
+            rows = records == name
+            names.append(name)
+            truth.append(labels[rows][0])
+            predicted.append(classes[np.argmax(scores[rows].mean(axis=0))])
+    return np.asarray(names), np.asarray(truth), np.asarray(predicted)
+
+
+def f1_scores(truth: np.ndarray, predicted: np.ndarray, classes: tuple[str, ...]) -> dict[str, float]:
+    out = {}
+    for c in classes:
+        tp, flagged, positives = np.sum((truth == c) & (predicted == c)), np.sum(predicted == c), np.sum(truth == c)
+        out[c] = float(2 * tp / (flagged + positives)) if flagged + positives else float("nan")
+    return out
+
+
+def link_wfdb_with_labels(source: Path, labels: dict[str, str]) -> Callable[[list[str], Path], Path]:
+    def make(names: list[str], folder: Path) -> Path:
+        link_records(source, names, folder, (".hea", ".mat", ".dat"))
+        (folder / "REFERENCE.csv").write_text("".join(f"{n},{labels[n]}\n" for n in names))
+        return folder
+
+    return make
+
+
+def cinc2017(args: argparse.Namespace) -> dict[str, Any]:
+    """5-fold CV by record on the 2000-record subset; record label = argmax of its windows' mean probability."""
+    source = data_root() / "cinc2017_af_subset" / "training2017"
+    labels = dict(line.split(",") for line in (source / "REFERENCE-v3.csv").read_text().split())
+    overrides = {"data": {"test_size": 0}, "train": {"epochs": args.epochs}, "evaluate": {"bootstrap": 0, "baselines": False}}
+    results, seconds = cross_validate(
+        source, sorted(labels), args.work / "cinc2017", n_folds=args.folds, overrides=overrides, make_fold=link_wfdb_with_labels(source, labels)
+    )
+    names, truth, predicted = record_level(results)
+    f1 = f1_scores(truth, predicted, ("N", "A", "O", "~"))
+    score = lambda t, p: float(np.mean([v for k, v in f1_scores(t, p, ("N", "A", "O")).items()]))  # noqa: E731
+    draws = record_bootstrap(names, truth, predicted, lambda t, p: {"score": score(t, p)})
+    return {
+        "records": len(names),
+        "f1": f1,
+        "score": score(truth, predicted),
+        "score_ci": ci(draws, "score"),
+        "accuracy": float(np.mean(truth == predicted)),
+        "confusion": confusion(truth, predicted, ("N", "A", "O", "~")),
+        "folds": [{k: v for k, v in fold.items() if k not in ("records", "labels", "scores")} for fold in results],
+        "cv_minutes": round(seconds / 60, 1),
+    }
+
+
+def cinc2017_markdown(entry: dict[str, Any]) -> list[str]:
+    f1 = entry["f1"]
+    lines = [
+        "## PhysioNet/CinC 2017 AF detection (single-lead ECG)",
+        "",
+        f"Command: `{entry['command']}` ({entry['date']}, commit {entry['commit']}, {entry['cv_minutes']} min).",
+        "",
+        f"Protocol: the {entry['records']} records of `../shared/data/cinc2017_af_subset` (v3 labels), 5-fold CV by record. "
+        "Each fold's model is `medtorch train` on the folder with its defaults: 10-s windows at 128 Hz with spectral and "
+        "heart-rhythm features, `cnn_rr`, validation by held-out training records. A held-out record's label is the argmax "
+        "of its windows' mean probability. The challenge score is the mean F1 of N, A and O; its 95% CI resamples records.",
+        "",
+        "| | F1 N | F1 A (AF) | F1 O (other) | F1 ~ (noisy) | challenge score [95% CI] | accuracy | goal |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        f"| medtorch defaults, 5-fold CV | {f1['N']:.3f} | {f1['A']:.3f} | {f1['O']:.3f} | {f1['~']:.3f} | "
+        f"**{entry['score']:.3f}** {entry['score_ci']} | {entry['accuracy']:.3f} | 0.80 |",
+        "| challenge winners (hidden test set, 8528 training records) | | | | | 0.83 | | |",
+        "",
+        "Confusion matrix (rows: reference, columns: predicted; N, A, O, ~):",
+        "",
+        "| | N | A | O | ~ |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    return lines + [f"| {c} | " + " | ".join(str(v) for v in row) + " |" for c, row in zip(("N", "A", "O", "~"), entry["confusion"])]
+
+
+BONN_SETS = ("A_Z", "B_O", "C_N", "D_F", "E_S")
+
+
+def bonn(args: argparse.Namespace) -> dict[str, Any]:
+    """5-fold CV by segment on the five Bonn sets; seizure (E) vs rest read off the 5-class model."""
+    import zipfile
+
+    extracted = args.work / "bonn" / "data"
+    if not (extracted / "E_S").is_dir():
+        with zipfile.ZipFile(data_root() / "bonn_eeg" / "Bonn_EEG_dataset.zip") as archive:
+            archive.extractall(extracted)
+    files = {f"{s}/{p.stem}": p for s in BONN_SETS for p in (extracted / s).iterdir() if p.suffix.lower() == ".txt"}  # set C is .TXT
+    names = sorted(files)
+
+    def make_fold(chosen: list[str], folder: Path) -> Path:
+        for name in chosen:
+            link = folder / name.split("/")[0] / files[name].name
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.unlink(missing_ok=True)
+            link.symlink_to(files[name].resolve())
+        return folder
+
+    overrides = {"data": {"test_size": 0, "record_sampling_rate": 173.61}, "train": {"epochs": args.epochs}, "evaluate": {"bootstrap": 0, "baselines": False}}
+    results, seconds = cross_validate(extracted, names, args.work / "bonn", n_folds=args.folds, overrides=overrides, make_fold=make_fold)
+    records, truth, predicted = record_level(results)
+    seizure_truth, seizure_predicted = truth == "E_S", predicted == "E_S"
+    accuracy = lambda t, p: {"five": float(np.mean(t == p)), "binary": float(np.mean((t == "E_S") == (p == "E_S")))}  # noqa: E731
+    draws = record_bootstrap(records, truth, predicted, accuracy)
+    return {
+        "segments": len(records),
+        "five_class_accuracy": accuracy(truth, predicted)["five"],
+        "five_class_ci": ci(draws, "five"),
+        "binary_accuracy": accuracy(truth, predicted)["binary"],
+        "binary_ci": ci(draws, "binary"),
+        "seizure_sensitivity": float(np.mean(seizure_predicted[seizure_truth])),
+        "seizure_specificity": float(np.mean(~seizure_predicted[~seizure_truth])),
+        "confusion": confusion(truth, predicted, BONN_SETS),
+        "folds": [{k: v for k, v in fold.items() if k not in ("records", "labels", "scores")} for fold in results],
+        "cv_minutes": round(seconds / 60, 1),
+    }
+
+
+def bonn_markdown(entry: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Bonn EEG (Andrzejak et al. 2001): seizure detection and the five sets",
+        "",
+        f"Command: `{entry['command']}` ({entry['date']}, commit {entry['commit']}, {entry['cv_minutes']} min).",
+        "",
+        f"Protocol: the {entry['segments']} single-channel segments (23.6 s at 173.61 Hz) in class folders A_Z ... E_S, "
+        "5-fold CV by segment (the segment is the unit: the dataset does not say which segments share a patient). "
+        "Each fold's model is `medtorch train` with its defaults (10-s windows at 128 Hz with spectral features, `cnn_rr`; "
+        "`data.record_sampling_rate: 173.61`, since a text file does not store its rate). A segment's class is the argmax "
+        "of its windows' mean probability; seizure vs non-seizure is E against the four others, read off the same "
+        "five-class model. CIs resample segments.",
+        "",
+        "| task | accuracy [95% CI] | goal |",
+        "|---|---:|---:|",
+        f"| seizure (E) vs non-seizure (A-D) | {100 * entry['binary_accuracy']:.1f}% {[round(100 * v, 1) for v in entry['binary_ci']]} | 99% |",
+        f"| five sets (A, B, C, D, E) | {100 * entry['five_class_accuracy']:.1f}% {[round(100 * v, 1) for v in entry['five_class_ci']]} | 93% |",
+        "",
+        f"Seizure sensitivity {100 * entry['seizure_sensitivity']:.1f}%, specificity {100 * entry['seizure_specificity']:.1f}%.",
+        "",
+        "| | " + " | ".join(BONN_SETS) + " |",
+        "|---|" + "---:|" * len(BONN_SETS),
+    ]
+    return lines + [f"| {c} | " + " | ".join(str(v) for v in row) + " |" for c, row in zip(BONN_SETS, entry["confusion"])]
+
+
+BENCHMARKS = {"mitbih": (mitbih, mitbih_markdown), "cinc2017": (cinc2017, cinc2017_markdown), "bonn": (bonn, bonn_markdown)}
 
 
 def write_markdown(results: dict[str, Any], path: Path) -> None:

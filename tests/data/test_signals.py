@@ -204,3 +204,131 @@ def test_mitbih_beats_get_the_aami_classes_of_their_symbols(shared_data):
     counts = {c: int(np.sum(beats.labels == c)) for c in AAMI_CLASSES}
     assert counts["V"] > 900 and counts["F"] > 300  # record 208: 992 V and 373 F beats
     assert sum(counts.values()) == len(beats.labels)
+
+
+# ---------------------------------------------------------------- fixed windows of labelled records
+def _write_labelled_folder(folder, labels: dict[str, str], seconds: float = 25.0, fs: int = 300):
+    """WFDB records (one lead) named after ``labels`` and a REFERENCE.csv, as in the PhysioNet/CinC 2017 challenge."""
+    import neurokit2 as nk
+    import wfdb
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, name in enumerate(labels):
+        ecg = nk.ecg_simulate(duration=int(seconds), sampling_rate=fs, heart_rate=60 + 5 * index, random_state=index)
+        wfdb.wrsamp(name, fs=fs, units=["mV"], sig_name=["ECG"], p_signal=ecg[:, None], fmt=["16"], write_dir=str(folder))
+    (folder / "REFERENCE.csv").write_text("".join(f"{name},{label}\n" for name, label in labels.items()))
+    return folder
+
+
+def test_a_folder_with_a_reference_csv_reads_fixed_windows_labelled_by_their_record(tmp_path):
+    folder = _write_labelled_folder(tmp_path, {"A001": "N", "A002": "AF", "A003": "N"})
+    records = Signals().read(folder, DataConfig())
+    assert len(records) == 6  # 25 s records give two 10-s windows each (the last 5 s are dropped)
+    assert records.target.tolist() == ["N", "N", "AF", "AF", "N", "N"]
+    assert records.groups.tolist() == ["A001", "A001", "A002", "A002", "A003", "A003"]
+    assert records.names.tolist()[:2] == ["A001@0.0s", "A001@10.0s"]
+    length = signal_io.window_length(128.0, 10.0)
+    assert records.inputs.shape == (6, length + len(signal_io.WINDOW_FEATURES))
+
+
+def test_window_seconds_and_sampling_rate_set_the_window_shape(tmp_path):
+    folder = _write_labelled_folder(tmp_path, {"A001": "N", "A002": "AF"})
+    records = Signals().read(folder, DataConfig(window_seconds=5, sampling_rate=100))
+    assert len(records) == 10 and records.inputs.shape[1] == 500 + len(signal_io.WINDOW_FEATURES)
+
+
+def test_a_record_shorter_than_a_window_is_padded_to_one_window(tmp_path):
+    folder = _write_labelled_folder(tmp_path, {"S1": "N"}, seconds=6)
+    records = Signals().read(folder, DataConfig())
+    assert len(records) == 1
+    window = records.inputs[0, : signal_io.window_length(128.0, 10.0)]
+    assert np.all(window[-3 * 128 :] == window[-1])  # the padding: a constant tail (zero less the window's median)
+
+
+def test_class_subfolders_of_text_arrays_are_labelled_records_at_the_given_rate(tmp_path):
+    rng = np.random.default_rng(0)
+    for label in ("seizure", "normal"):
+        (tmp_path / label).mkdir()
+        for index in range(3):
+            np.savetxt(tmp_path / label / f"{label[0]}{index}.txt", rng.normal(size=2000))
+    records = Signals().read(tmp_path, DataConfig(record_sampling_rate=100.0))
+    assert sorted(set(records.target)) == ["normal", "seizure"]
+    assert set(records.groups) == {f"{label}/{label[0]}{i}" for label in ("seizure", "normal") for i in range(3)}
+    with pytest.raises(DataError, match="sampling rate"):
+        Signals().read(tmp_path, DataConfig())
+
+
+def test_a_labels_file_naming_a_missing_record_is_an_error(tmp_path):
+    folder = _write_labelled_folder(tmp_path, {"A001": "N"})
+    (folder / "REFERENCE.csv").write_text("A001,N\nA404,AF\n")
+    with pytest.raises(DataError, match="A404"):
+        Signals().read(folder, DataConfig())
+
+
+def test_beats_are_read_from_labelled_records_when_asked(tmp_path):
+    folder = tmp_path / "wfdb"
+    folder.mkdir()
+    _write_wfdb(folder, "r1")
+    (folder / "REFERENCE.csv").write_text("r1,AF\n")
+    assert Signals().unit_of(folder) == "window"
+    beats = Signals().read(folder, DataConfig(unit="beat"))
+    assert set(beats.target) == {"N", "V"}
+
+
+def test_window_features_tell_an_irregular_rhythm_from_a_regular_one():
+    fs, rng = 128.0, np.random.default_rng(0)
+    regular = np.arange(0.5, 10, 0.8)
+    irregular = np.cumsum(rng.uniform(0.4, 1.2, 14))
+    features = {}
+    for name, times in (("regular", regular), ("irregular", irregular[irregular < 9.8])):
+        window = np.zeros((1, int(10 * fs)), dtype=np.float32)
+        for t in times:  # narrow QRS-like spikes
+            window[0, int(t * fs) - 2 : int(t * fs) + 3] = [0.2, 0.6, 1.0, 0.6, 0.2]
+        features[name] = dict(zip(signal_io.WINDOW_FEATURES, signal_io.window_features(window, fs)))
+    assert features["regular"]["heart_rate"] == pytest.approx(75, abs=2)
+    assert features["regular"]["cv_rr"] < 0.02 < 0.15 < features["irregular"]["cv_rr"]
+    assert features["irregular"]["irregularity"] > 0.3 > features["regular"]["irregularity"]
+
+
+def test_spectral_features_put_a_10_hz_rhythm_in_the_alpha_band():
+    fs = 128.0
+    alpha = np.sin(2 * np.pi * 10 * np.arange(0, 10, 1 / fs))[None].astype(np.float32)
+    features = dict(zip(signal_io.SPECTRAL_FEATURES, signal_io.spectral_features(alpha, fs)))
+    assert features["alpha"] > 0.95 and features["delta"] < 0.02
+
+
+def test_linear_resampling_in_chunks_equals_the_whole_record():
+    signal = np.random.default_rng(2).normal(size=(2, 3001)).astype(np.float32)
+    whole = signal_io.LinearResampler(300.0, 128.0)(signal)
+    chunked = signal_io.LinearResampler(300.0, 128.0)
+    parts = np.concatenate([chunked(part) for part in np.array_split(signal, [1, 2, 300, 1777], axis=1)], axis=1)
+    assert whole.shape == (2, 1281)  # samples 0..3000 at 300 Hz span 10 s: 1281 samples at 128 Hz
+    np.testing.assert_array_equal(parts, whole)
+
+
+def test_linear_resampling_keeps_a_slow_sine():
+    fs_in, fs_out = 360.0, 128.0
+    t_in, t_out = np.arange(0, 5, 1 / fs_in), np.arange(0, 5 - 1 / fs_in, 1 / fs_out)
+    resampled = signal_io.LinearResampler(fs_in, fs_out)(np.sin(2 * np.pi * 5 * t_in)[None].astype(np.float32))[0]
+    np.testing.assert_allclose(resampled[: len(t_out)], np.sin(2 * np.pi * 5 * t_out), atol=2e-3)
+
+
+def test_window_preprocessor_reports_the_window_shape_and_round_trips(tmp_path):
+    folder = _write_labelled_folder(tmp_path, {"A001": "N", "A002": "AF"})
+    records = Signals().read(folder, DataConfig())
+    fitted = Signals().preprocessor(DataConfig(path=str(folder))).fit(records)
+    assert fitted.model_kwargs() == {"in_channels": 1, "length": 1280, "n_extra": len(signal_io.WINDOW_FEATURES)}
+    assert fitted.reading_config() == {"sampling_rate": 128.0, "leads": 1, "unit": "window", "window_seconds": 10.0}
+    loaded = Signals().preprocessor_from_config(json.loads(json.dumps(fitted.get_config())))
+    torch.testing.assert_close(loaded.transform(records.inputs), fitted.transform(records.inputs))
+
+
+def test_bundles_written_before_windows_existed_still_load():
+    legacy = {"fs": 360.0, "leads": 2, "length": 252, "window_scale": 1.0, "rr_mean": [0.0] * 7, "rr_std": [1.0] * 7}
+    assert Signals().preprocessor_from_config(legacy).extra_std == [1.0] * 7
+
+
+@pytest.mark.parametrize("name", list_models(modality="signal"))
+def test_every_signal_model_reads_ten_second_windows(name):
+    model = create_model(name, in_channels=1, length=1280, n_extra=len(signal_io.WINDOW_FEATURES), out_features=4)
+    assert model(torch.randn(3, 1280 + len(signal_io.WINDOW_FEATURES))).shape == (3, 4)

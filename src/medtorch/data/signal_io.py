@@ -135,7 +135,7 @@ class LinearResampler:
         right = np.minimum(left + 1, self.received - 1)
         out = buffer[:, left - self.tail_start] * (1 - weight) + buffer[:, right - self.tail_start] * weight
         self.emitted = last + 1
-        keep_from = int(np.floor(self.emitted * self.step))
+        keep_from = min(int(np.floor(self.emitted * self.step)), self.received)  # the next output may need samples not yet here
         self.tail, self.tail_start = buffer[:, keep_from - self.tail_start :], keep_from
         return out.astype(np.float32)
 

@@ -122,7 +122,7 @@ class Signals(Modality):
         return SignalPreprocessor(unit=unit, fs=data_config.sampling_rate or DEFAULT_FS[unit], window_seconds=data_config.window_seconds)
 
     def preprocessor_from_config(self, config: dict[str, Any]) -> SignalPreprocessor:
-        return SignalPreprocessor(**config)
+        return SignalPreprocessor.from_config(config)
 
 
 def _check_leads(record: Any, leads: int) -> int:
