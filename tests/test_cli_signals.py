@@ -82,3 +82,66 @@ def test_predict_on_a_record_gives_one_row_per_beat(ecg_run, shared_data, run_cl
     assert set(table["prediction"]) <= {"N", "S", "V", "F", "Q"}
     np.testing.assert_allclose(table.filter(like="probability_").sum(axis=1), 1, atol=1e-5)
     assert (table["group"] == 203).all()
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_streaming_a_real_record_gives_the_labels_of_predict(ecg_run, shared_data, run_cli):
+    root, _ = ecg_run
+    other = _excerpt(shared_data, OTHER_RECORDS, root / "stream", seconds=60)
+    (other / "203.atr").unlink()  # as a monitor sees it: no annotations, R-peaks detected
+    predicted = run_cli("predict", root / "run" / "bundle", other / "203.hea", "--out", root / "offline.csv")
+    streamed = run_cli("stream", root / "run" / "bundle", other / "203.hea", "--chunk-seconds", "0.25", "--out", root / "streamed.csv", "-q")
+    assert predicted.returncode == 0 and streamed.returncode == 0, predicted.stderr + streamed.stderr
+    offline, online = pd.read_csv(root / "offline.csv"), pd.read_csv(root / "streamed.csv")
+    assert len(online) == len(offline) > 60
+    assert online["label"].tolist() == offline["prediction"].tolist()
+    np.testing.assert_allclose(online["time"], offline["input"].str.split("@").str[1].str.rstrip("s").astype(float), atol=1e-3)
+    assert "faster than real time" in streamed.stdout
+
+
+def _cinc_subset(shared_data, folder, n=48):
+    """The first ``n`` CinC 2017 records (links) with their v3 labels in a REFERENCE.csv."""
+    source = shared_data / "cinc2017_af_subset" / "training2017"
+    lines = (source / "REFERENCE-v3.csv").read_text().split()[:n]
+    folder.mkdir(parents=True, exist_ok=True)
+    for line in lines:
+        name = line.split(",")[0]
+        for suffix in (".hea", ".mat"):
+            (folder / f"{name}{suffix}").symlink_to(source / f"{name}{suffix}")
+    (folder / "REFERENCE.csv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_train_on_labelled_af_records_classifies_fixed_windows(tmp_path, shared_data, run_cli):
+    import yaml
+
+    data = _cinc_subset(shared_data, tmp_path / "cinc")
+    (tmp_path / "fast.yaml").write_text(FAST_CONFIG)
+    process = run_cli("train", "--data", data, "--out", tmp_path / "run", "--config", tmp_path / "fast.yaml", "-q")
+    assert process.returncode == 0, process.stderr
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["task"] == "multiclass" and set(metrics["classes"]) <= {"N", "A", "O", "~"}
+    assert sum(metrics["splits"][part]["patients"] for part in ("train", "val", "test")) == 48  # the record is the group
+    config = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert config["data"]["unit"] == "window" and config["data"]["sampling_rate"] == 128.0
+    process = run_cli("predict", tmp_path / "run" / "bundle", data / "A00001.hea", "--out", tmp_path / "windows.csv")
+    assert process.returncode == 0, process.stderr
+    assert pd.read_csv(tmp_path / "windows.csv")["input"].tolist() == ["A00001@0.0s", "A00001@10.0s", "A00001@20.0s"]  # a 30-s record
+
+
+@pytest.mark.shared_data
+def test_bonn_eeg_class_folders_read_as_labelled_windows(tmp_path, shared_data):
+    import zipfile
+
+    from medtorch.config import DataConfig
+    from medtorch.data.signals import Signals
+
+    with zipfile.ZipFile(shared_data / "bonn_eeg" / "Bonn_EEG_dataset.zip") as archive:
+        for member in [m for m in archive.namelist() if m[-7:-4] in ("001", "002")]:  # two segments of each set
+            archive.extract(member, tmp_path)
+    records = Signals().read(tmp_path, DataConfig(record_sampling_rate=173.61))
+    assert sorted(set(records.target)) == ["A_Z", "B_O", "C_N", "D_F", "E_S"]
+    assert len(records) == 20 and len(set(records.groups)) == 10  # 23.6-s segments: two 10-s windows each

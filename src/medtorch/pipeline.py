@@ -83,7 +83,7 @@ def train(
     records = modality.read(source, cfg.data)
     task = infer_task(records.target, cfg.task.type, cfg.task.positive, _label_names(cfg))
     train_idx, val_idx, test_idx = _split(records, cfg)
-    cfg = resolve_config(cfg, modality, task, len(train_idx))
+    cfg = resolve_config(cfg, modality, task, len(train_idx), data=modality.data_settings(source, cfg.data))
     main_process = is_main_process()
     if main_process:
         _prepare_out_dir(out_dir, overwrite)
@@ -337,8 +337,9 @@ def predict(bundle: str | Path | Bundle, data: Any) -> Any:
     return bundle.predict(data)
 
 
-def resolve_config(cfg: RunConfig, modality: Modality, task: Task, n_train: int) -> RunConfig:
-    """``cfg`` with every data-dependent default decided (written to the run's ``config.yaml``)."""
+def resolve_config(cfg: RunConfig, modality: Modality, task: Task, n_train: int, data: dict[str, Any] | None = None) -> RunConfig:
+    """``cfg`` with every data-dependent default decided (written to the run's ``config.yaml``);
+    ``data`` holds the data settings the modality decided (:meth:`Modality.data_settings`)."""
     from medtorch.training import auto_batch_size
 
     name = cfg.model.name or modality.default_model
@@ -357,7 +358,7 @@ def resolve_config(cfg: RunConfig, modality: Modality, task: Task, n_train: int)
         merge(
             cfg.model_dump(mode="json"),
             {
-                "data": {"format": modality.name},
+                "data": {**(data or {}), "format": modality.name},
                 "task": task_updates,
                 "model": {"name": name},
                 "train": train_updates,

@@ -173,6 +173,11 @@ class Modality(ABC):
     def read(self, source: Any, data_config: Any, *, with_target: bool = True) -> Records:
         """Read ``source`` into records; with ``with_target=False`` no target is required."""
 
+    def data_settings(self, source: Any, data_config: Any) -> dict[str, Any]:
+        """Data settings this modality decided from ``source`` where the user left them unset
+        (e.g. a signal's unit and sampling rate), written to the run's ``config.yaml``; none by default."""
+        return {}
+
     def input_names(self, records: Records) -> list[str] | None:
         """A name for each record (e.g. the image file) to show beside its prediction, or ``None``."""
         return None if records.names is None else records.names.tolist()

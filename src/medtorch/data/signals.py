@@ -66,6 +66,10 @@ class Signals(Modality):
         reader = self._read_beats if unit == "beat" else self._read_windows
         return reader(path, data_config, with_target)
 
+    def data_settings(self, source: Any, data_config: DataConfig) -> dict[str, Any]:
+        unit = data_config.unit or self.unit_of(Path(source))
+        return {"unit": unit, "sampling_rate": data_config.sampling_rate or DEFAULT_FS[unit]}
+
     def unit_of(self, path: Path) -> str:
         """``window`` for a folder of labelled records, else ``beat``."""
         return "window" if path.is_dir() and _io().labelled_records(path) is not None else "beat"
