@@ -301,3 +301,21 @@ def test_image_copy_of_a_validation_picture_is_reported_against_val(image_checks
     checks = data_checks(Imaging(), records, preprocessor, splits)
     assert checks["exact_duplicates"]["test-val"] == 0
     assert checks["near_duplicates"] == {"val-train": 0, "test-train": 0, "test-val": 1}
+
+
+def test_signal_quality_flags_are_shared_per_split_and_warned_about():
+    from medtorch.data.base import Records
+    from medtorch.data.signals import SignalPreprocessor, Signals
+
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(20, 2 * 50 + 7)).astype(np.float32)
+    features[[2, 15], :50] = 0.0  # lead 1 off in one training and one test sample
+    features[16, 50:100] *= 40  # an artefact in test
+    records = Records(inputs=features, target=np.array(["N"] * 20, dtype=object), groups=np.repeat(np.arange(10), 2))
+    preprocessor = SignalPreprocessor(leads=2, length=50)
+    checks = data_checks(Signals(), records, preprocessor, {"train": np.arange(10), "test": np.arange(10, 20)})
+    assert checks["quality"] == {
+        "flat signal (lead off)": {"train": 0.1, "test": 0.1},
+        "extreme amplitude (artefact)": {"train": 0.0, "test": 0.1},
+    }
+    assert any(w.startswith("flat signal (lead off): 10.0% of train") for w in checks["warnings"])

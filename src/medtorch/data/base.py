@@ -194,6 +194,10 @@ class Modality(ABC):
         """A boolean table (sample x input column) of missing values, or ``None`` where it does not apply."""
         return None
 
+    def quality(self, records: Records, preprocessor: Preprocessor) -> pd.DataFrame | None:
+        """A boolean table (sample x problem, e.g. a flat lead) of samples of doubtful quality, or ``None``."""
+        return None
+
     @abstractmethod
     def preprocessor(self, data_config: Any) -> Preprocessor:
         """An unfitted preprocessor for this modality."""

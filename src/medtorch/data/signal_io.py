@@ -404,3 +404,18 @@ def labelled_records(folder: Path, labels_file: str | Path | None = None) -> lis
     if not classes:
         return None
     return [(f, c.name, f"{c.name}/{f.stem if f.suffix else f.name}") for c in classes for f in list_signal_files(c)]
+
+
+FLAT_SPREAD, EXTREME_SPREAD = 0.05, 10.0  # of the median sample's spread
+
+
+def quality_flags(features: np.ndarray, n_extra: int, leads: int) -> dict[str, np.ndarray]:
+    """Per sample (rows of modality features): any lead flat (spread under 5% of the median lead's,
+    a lead off or a dead channel), or any lead of extreme amplitude (over 10x: movement, saturation).
+
+    Judged against the data itself, so it holds for ECG in mV and EEG in uV alike.
+    """
+    samples = features[:, : features.shape[1] - n_extra].reshape(len(features), leads, -1)
+    spread = samples.std(axis=2)
+    typical = np.median(spread, axis=0, keepdims=True) + 1e-12
+    return {"flat signal (lead off)": np.any(spread < FLAT_SPREAD * typical, axis=1), "extreme amplitude (artefact)": np.any(spread > EXTREME_SPREAD * typical, axis=1)}

@@ -121,6 +121,13 @@ class Signals(Modality):
 
         return Fingerprints(exact=np.array([hashlib.sha1(row.tobytes()).hexdigest() for row in records.inputs], dtype=object))
 
+    def quality(self, records: Records, preprocessor: Preprocessor) -> Any:
+        """Samples whose signal is flat (a lead off) or of extreme amplitude (movement, saturation),
+        judged against the median spread of all samples (:func:`signal_io.quality_flags`)."""
+        import pandas as pd
+
+        return pd.DataFrame(_io().quality_flags(np.asarray(records.inputs), preprocessor.n_extra, preprocessor.leads))
+
     def preprocessor(self, data_config: DataConfig) -> SignalPreprocessor:
         unit = data_config.unit or (self.unit_of(Path(data_config.path)) if data_config.path else "beat")
         return SignalPreprocessor(unit=unit, fs=data_config.sampling_rate or DEFAULT_FS[unit], window_seconds=data_config.window_seconds)

@@ -33,7 +33,10 @@ def data_checks(modality: Any, records: Any, preprocessor: Any, splits: dict[str
             result["near_duplicate_bits"] = NEAR_DUPLICATE_BITS
     missing = modality.missingness(records)
     if missing is not None:
-        result["missingness"] = _missingness(missing, splits)
+        result["missingness"] = _shares(missing, splits)
+    quality = modality.quality(records, preprocessor)
+    if quality is not None:
+        result["quality"] = _shares(quality, splits)
     result["warnings"] = _warnings(result)
     return result
 
@@ -81,11 +84,12 @@ def nearest_distance(queries: np.ndarray, references: np.ndarray, chunk: int = 5
     return nearest
 
 
-def _missingness(missing: Any, splits: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
-    """Fraction missing per column and split, for the columns with any missing value (most missing first)."""
-    overall = missing.mean(axis=0).sort_values(ascending=False)
+def _shares(flags: Any, splits: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """Share of samples flagged per column and split (missing values, quality problems), for the
+    columns with any flag, most flagged first."""
+    overall = flags.mean(axis=0).sort_values(ascending=False)
     columns = [c for c in overall.index if overall[c] > 0][:MAX_MISSING_COLUMNS]
-    return {str(c): {name: round(float(missing[c].iloc[idx].mean()), 4) for name, idx in splits.items()} for c in columns}
+    return {str(c): {name: round(float(flags[c].iloc[idx].mean()), 4) for name, idx in splits.items()} for c in columns}
 
 
 def _warnings(result: dict[str, Any]) -> list[str]:
@@ -96,6 +100,8 @@ def _warnings(result: dict[str, Any]) -> list[str]:
     for pair, count in (result.get("near_duplicates") or {}).items():
         if count:
             warnings.append(f"{count} samples of {pair.replace('-', ' have a near-duplicate in ')}")
+    for problem, shares in (result.get("quality") or {}).items():
+        warnings.append(f"{problem}: {', '.join(f'{100 * v:.1f}% of {k}' for k, v in shares.items())}")
     for pair, count in (result.get("patient_overlap") or {}).items():
         if count:
             warnings.append(f"{count} patients are in both {pair.replace('-', ' and ')}")

@@ -119,16 +119,20 @@ def _checks(checks: dict[str, Any] | None) -> str:
     body = "<table><tr><th>check</th><th>splits</th><th>count</th></tr>" + "".join(rows) + "</table>"
     if "near_duplicate_bits" in checks:
         body += f"<p class=muted>Near duplicates: perceptual hashes within {checks['near_duplicate_bits']} of 64 bits.</p>"
-    missing = checks.get("missingness") or {}
-    if missing:
-        splits = list(next(iter(missing.values())))
-        header = "<tr><th>column</th>" + "".join(f"<th>{html.escape(s)}</th>" for s in splits) + "</tr>"
-        lines = "".join(
-            f"<tr><td>{html.escape(c)}</td>" + "".join(f"<td>{v * 100:.1f}%</td>" for v in parts.values()) + "</tr>" for c, parts in missing.items()
-        )
-        body += "<p>Missing values per split:</p><table>" + header + lines + "</table>"
+    body += _share_table(checks.get("missingness"), "column", "Missing values per split:")
+    body += _share_table(checks.get("quality"), "problem", "Signal quality: share of samples flagged per split:")
     warnings = "".join(f"<p class=warn>{html.escape(w)}</p>" for w in checks.get("warnings", []))
     return _section("Leakage and data checks", "Patients shared across splits are refused; duplicates and missingness are shown here.", body + warnings)
+
+
+def _share_table(shares: dict[str, dict[str, float]] | None, what: str, caption: str) -> str:
+    """A table of per-split shares (missing values per column, quality flags per problem)."""
+    if not shares:
+        return ""
+    splits = list(next(iter(shares.values())))
+    header = f"<tr><th>{what}</th>" + "".join(f"<th>{html.escape(s)}</th>" for s in splits) + "</tr>"
+    lines = "".join(f"<tr><td>{html.escape(c)}</td>" + "".join(f"<td>{v * 100:.1f}%</td>" for v in parts.values()) + "</tr>" for c, parts in shares.items())
+    return f"<p>{caption}</p><table>" + header + lines + "</table>"
 
 
 def _per_class(per_class: dict[str, Any] | None) -> str:
