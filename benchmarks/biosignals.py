@@ -9,6 +9,7 @@ Usage::
     python benchmarks/biosignals.py mitbih            # 5-fold leave-records-out CV on DS1, then the DS1 bundle
     python benchmarks/biosignals.py cinc2017          # 5-fold CV by record, challenge score (mean F1 of N, A, O)
     python benchmarks/biosignals.py bonn              # 5-fold CV: seizure (E) vs rest, and the 5 sets
+    python benchmarks/biosignals.py realtime          # stream a 30-minute record through the DS1 bundle
     python benchmarks/biosignals.py mitbih --folds 2 --epochs 1 --out /tmp/smoke.md   # smoke run, not benchmark numbers
 
 Results are kept per benchmark in docs/benchmarks/biosignals.json; docs/benchmarks/biosignals.md
@@ -396,7 +397,68 @@ def bonn_markdown(entry: dict[str, Any]) -> list[str]:
     return lines + [f"| {c} | " + " | ".join(str(v) for v in row) + " |" for c, row in zip(BONN_SETS, entry["confusion"])]
 
 
-BENCHMARKS = {"mitbih": (mitbih, mitbih_markdown), "cinc2017": (cinc2017, cinc2017_markdown), "bonn": (bonn, bonn_markdown)}
+# ---------------------------------------------------------------- real time
+def realtime(args: argparse.Namespace) -> dict[str, Any]:
+    """Stream a whole 30-minute MIT-BIH record through the DS1 bundle in chunks of several sizes."""
+    import torch
+
+    from medtorch.data.signal_io import read_record
+    from medtorch.serving.stream import replay
+
+    torch.set_num_threads(1)  # a bedside monitor gets one core
+    record = read_record(data_root() / "mitbih_arrhythmia" / args.record)
+    record.annotation_samples = record.annotation_symbols = None  # as a monitor sees it
+    seconds = record.signal.shape[1] / record.fs
+    rows = []
+    for chunk_seconds in (0.25, 1.0, 5.0):
+        decisions, timings = [], []
+        for chunk_decisions, spent in replay(BUNDLE_DIR, record, chunk_seconds=chunk_seconds):
+            decisions += chunk_decisions
+            timings.append(spent)
+        delays = [d.delay for d in decisions]
+        rows.append(
+            {
+                "chunk_seconds": chunk_seconds,
+                "beats": len(decisions),
+                "processing_seconds": round(sum(timings), 2),
+                "times_real_time": round(seconds / sum(timings)),
+                "latency_ms_median": round(1000 * float(np.median(timings)), 2),
+                "latency_ms_p99": round(1000 * float(np.percentile(timings, 99)), 2),
+                "latency_ms_max": round(1000 * max(timings), 2),
+                "delay_s_median": round(float(np.median(delays)), 2),
+                "delay_s_max": round(max(delays), 2),
+            }
+        )
+    return {"record": args.record, "signal_seconds": seconds, "rows": rows}
+
+
+def realtime_markdown(entry: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Real time",
+        "",
+        f"Command: `{entry['command']}` ({entry['date']}, commit {entry['commit']}).",
+        "",
+        f"The DS1 bundle streams MIT-BIH record {entry['record']} ({entry['signal_seconds'] / 60:.0f} min, annotations "
+        "ignored: R-peaks are detected as the signal arrives) on one CPU core. *Latency per chunk* is the processing time "
+        "of one chunk (filtering, detection, features, model); *decision delay* is the signal time between a beat's R-peak "
+        "and its label (the next R-peak must be found first).",
+        "",
+        "| chunk | beats | processing | faster than real time | latency per chunk: median / p99 / max | decision delay: median / max |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    return lines + [
+        f"| {r['chunk_seconds']} s | {r['beats']} | {r['processing_seconds']} s | {r['times_real_time']}x | "
+        f"{r['latency_ms_median']} / {r['latency_ms_p99']} / {r['latency_ms_max']} ms | {r['delay_s_median']} / {r['delay_s_max']} s |"
+        for r in entry["rows"]
+    ]
+
+
+BENCHMARKS = {
+    "mitbih": (mitbih, mitbih_markdown),
+    "realtime": (realtime, realtime_markdown),
+    "cinc2017": (cinc2017, cinc2017_markdown),
+    "bonn": (bonn, bonn_markdown),
+}
 
 
 def write_markdown(results: dict[str, Any], path: Path) -> None:
@@ -421,6 +483,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/medtorch-biosignals"))
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "biosignals.md")
     parser.add_argument("--no-bundle", action="store_true", help="MIT-BIH: skip training the DS1 bundle")
+    parser.add_argument("--record", default="201", help="realtime: the MIT-BIH record to stream")
     args = parser.parse_args()
     import torch
 
