@@ -143,9 +143,12 @@ def stream(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the summary, not each decision."),
 ) -> None:
     """Label a signal beat by beat (or window by window) as it arrives; report the latency per chunk."""
+    import torch
+
     from medtorch.data import signal_io
     from medtorch.serving.stream import replay, summarise
 
+    torch.set_num_threads(1)  # a beat or two per call: more threads only add synchronisation (and a monitor gets one core)
     source = signal_io.read_record(record, fs=sampling_rate)
     decisions, timings = [], []
     for chunk_decisions, seconds in replay(bundle, source, chunk_seconds=chunk_seconds):

@@ -52,6 +52,7 @@ class DataConfig(_Strict):
     sampling_rate: float | None = Field(None, gt=0, description="signals: resample to this rate in Hz (beats: 360, windows: 128 when unset)")
     record_sampling_rate: float | None = Field(None, gt=0, description="signals: the recording rate of raw arrays (.txt/.csv/.npy), which do not store it")
     leads: int | None = Field(None, ge=1, description="signals: use the first N leads of each record (default: all)")
+    powerline: float | None = Field(None, gt=0, description="signals: mains frequency to notch out (50 or 60 Hz); the 40 Hz low-pass alone when unset")
     unit: Literal["beat", "window"] | None = Field(
         None, description="signals: a sample is an annotated beat, or a fixed window of a labelled record (default: window when records carry labels)"
     )

@@ -318,7 +318,7 @@ def test_window_preprocessor_reports_the_window_shape_and_round_trips(tmp_path):
     records = Signals().read(folder, DataConfig())
     fitted = Signals().preprocessor(DataConfig(path=str(folder))).fit(records)
     assert fitted.model_kwargs() == {"in_channels": 1, "length": 1280, "n_extra": len(signal_io.WINDOW_FEATURES)}
-    assert fitted.reading_config() == {"sampling_rate": 128.0, "leads": 1, "unit": "window", "window_seconds": 10.0}
+    assert fitted.reading_config() == {"sampling_rate": 128.0, "leads": 1, "unit": "window", "powerline": None, "window_seconds": 10.0}
     loaded = Signals().preprocessor_from_config(json.loads(json.dumps(fitted.get_config())))
     torch.testing.assert_close(loaded.transform(records.inputs), fitted.transform(records.inputs))
 
@@ -332,3 +332,17 @@ def test_bundles_written_before_windows_existed_still_load():
 def test_every_signal_model_reads_ten_second_windows(name):
     model = create_model(name, in_channels=1, length=1280, n_extra=len(signal_io.WINDOW_FEATURES), out_features=4)
     assert model(torch.randn(3, 1280 + len(signal_io.WINDOW_FEATURES))).shape == (3, 4)
+
+
+def test_the_powerline_notch_removes_mains_hum_and_travels_with_the_bundle(tmp_path):
+    fs, t = 500.0, np.arange(0, 20, 1 / 500.0)
+    hum = np.sin(2 * np.pi * 50 * t)[None].astype(np.float32)
+    settled = slice(5000, None)
+    plain = signal_io.Conditioner(fs, fs, channels=1)(hum)[0, settled]
+    notched = signal_io.Conditioner(fs, fs, channels=1, powerline=50.0)(hum)[0, settled]
+    assert np.std(notched) < 0.05 * np.std(plain)
+    folder = _write_labelled_folder(tmp_path, {"A001": "N", "A002": "AF"})
+    records = Signals().read(folder, DataConfig(powerline=60.0))
+    fitted = Signals().preprocessor(DataConfig(path=str(folder), powerline=60.0)).fit(records)
+    assert fitted.reading_config()["powerline"] == 60.0
+    assert Signals().preprocessor_from_config(fitted.get_config()).powerline == 60.0

@@ -103,7 +103,7 @@ def test_each_beat_is_decided_within_a_beat_and_the_detector_delay(beat_bundle, 
     assert max(d.delay for d in decisions) < bound
 
 
-def test_streaming_keeps_up_many_times_faster_than_real_time(beat_bundle, tmp_path):
+def test_streaming_keeps_up_many_times_faster_than_real_time(beat_bundle, tmp_path, one_torch_thread):
     _write_record(tmp_path, "long", _simulate(300, 360, 4, 75), 360, annotate=False)
     report = stream_record(beat_bundle, tmp_path / "long.hea", chunk_seconds=1.0)
     assert len(report.decisions) > 300

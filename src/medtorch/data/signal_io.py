@@ -156,8 +156,8 @@ class Conditioner:
     >>> conditioned = Conditioner(record.fs, 128.0, channels=1)(record.signal)
     """
 
-    def __init__(self, fs_in: float, fs_out: float, channels: int):
-        self.bandpass = CausalBandpass(fs_in, channels=channels)
+    def __init__(self, fs_in: float, fs_out: float, channels: int, powerline: float | None = None):
+        self.bandpass = CausalBandpass(fs_in, channels=channels, powerline=powerline)
         self.resampler = LinearResampler(fs_in, fs_out)
 
     def __call__(self, chunk: np.ndarray) -> np.ndarray:
@@ -165,7 +165,7 @@ class Conditioner:
 
 
 class CausalBandpass:
-    """A Butterworth band-pass (and optional notch) applied causally, chunk by chunk, with its state kept.
+    """A Butterworth band-pass (and an optional notch at the mains frequency, ``powerline``) applied causally, chunk by chunk, with its state kept.
 
     Causal so that streaming equals offline: filtering a record in chunks gives exactly the
     samples of filtering it whole.
@@ -221,7 +221,9 @@ def rr_features(peaks: np.ndarray, fs: float) -> np.ndarray:
     return np.column_stack([pre, post, local, average, pre / average, post / average, local / average]).astype(np.float32)
 
 
-def segment_beats(record: SignalRecord, peaks: np.ndarray | None = None, *, fs: float = 360.0, labelled: bool = True) -> Beats:
+def segment_beats(
+    record: SignalRecord, peaks: np.ndarray | None = None, *, fs: float = 360.0, labelled: bool = True, powerline: float | None = None
+) -> Beats:
     """Band-passed beat windows around R-peaks (the annotated ones, else ``peaks``), resampled to ``fs``.
 
     With annotations, non-beat symbols are dropped and each beat gets its AAMI class (``labelled``).
@@ -235,7 +237,7 @@ def segment_beats(record: SignalRecord, peaks: np.ndarray | None = None, *, fs: 
         classes = np.array([aami_class(s) for s in record.annotation_symbols], dtype=object)
         keep = np.array([c is not None for c in classes], dtype=bool)
         peaks, symbols = np.round(record.annotation_samples[keep] * scale).astype(int), classes[keep]
-    filtered = Conditioner(record.fs, fs, channels=len(record.signal))(record.signal)
+    filtered = Conditioner(record.fs, fs, channels=len(record.signal), powerline=powerline)(record.signal)
     before, after = beat_window(fs)
     inside = (peaks - before >= 0) & (peaks + after <= filtered.shape[1])
     rr = rr_features(peaks, fs)[inside]
@@ -293,10 +295,11 @@ class Windows:
         return np.hstack([self.windows.reshape(len(self.windows), -1), self.extra]).astype(np.float32)
 
 
-def segment_windows(record: SignalRecord, *, fs: float, window_seconds: float, label: object = None) -> Windows:
+def segment_windows(record: SignalRecord, *, fs: float, window_seconds: float, label: object = None, powerline: float | None = None) -> Windows:
     """Consecutive non-overlapping windows of the conditioned record (a record shorter than one
     window is zero-padded to one; a last partial window is dropped), each with its features."""
-    return windows_of(Conditioner(record.fs, fs, channels=len(record.signal))(record.signal), record.name, fs=fs, window_seconds=window_seconds, label=label)
+    conditioned = Conditioner(record.fs, fs, channels=len(record.signal), powerline=powerline)(record.signal)
+    return windows_of(conditioned, record.name, fs=fs, window_seconds=window_seconds, label=label)
 
 
 def windows_of(conditioned: np.ndarray, name: str, *, fs: float, window_seconds: float, label: object = None, first: int = 0, pad: bool = True) -> Windows:

@@ -91,7 +91,7 @@ class Signals(Modality):
             peaks = None
             if record.annotation_samples is None:
                 peaks = np.round(io.detect_r_peaks(record.signal, record.fs) * fs / record.fs).astype(int)
-            parts.append(io.segment_beats(record, peaks, fs=fs, labelled=with_target))
+            parts.append(io.segment_beats(record, peaks, fs=fs, labelled=with_target, powerline=data_config.powerline))
         beats = io.concatenate(parts)
         names = np.array([f"{r}@{s / fs:.3f}s" for r, s in zip(beats.record, beats.samples)], dtype=object)
         return Records(inputs=beats.features, target=beats.labels if with_target else None, groups=beats.record, names=names)
@@ -111,7 +111,7 @@ class Signals(Modality):
             record = io.read_record(file, fs=data_config.record_sampling_rate)
             record.name = name
             leads = _check_leads(record, leads or data_config.leads or len(record.signal))
-            parts.append(io.segment_windows(record, fs=fs, window_seconds=data_config.window_seconds, label=label))
+            parts.append(io.segment_windows(record, fs=fs, window_seconds=data_config.window_seconds, label=label, powerline=data_config.powerline))
         windows = io.concatenate_windows(parts)
         names = np.array([f"{r}@{s / fs:.1f}s" for r, s in zip(windows.record, windows.starts)], dtype=object)
         return Records(inputs=windows.features, target=windows.labels if with_target else None, groups=windows.record, names=names)
@@ -130,7 +130,8 @@ class Signals(Modality):
 
     def preprocessor(self, data_config: DataConfig) -> SignalPreprocessor:
         unit = data_config.unit or (self.unit_of(Path(data_config.path)) if data_config.path else "beat")
-        return SignalPreprocessor(unit=unit, fs=data_config.sampling_rate or DEFAULT_FS[unit], window_seconds=data_config.window_seconds)
+        fs = data_config.sampling_rate or DEFAULT_FS[unit]
+        return SignalPreprocessor(unit=unit, fs=fs, window_seconds=data_config.window_seconds, powerline=data_config.powerline)
 
     def preprocessor_from_config(self, config: dict[str, Any]) -> SignalPreprocessor:
         return SignalPreprocessor.from_config(config)
@@ -158,8 +159,10 @@ class SignalPreprocessor(Preprocessor):
         extra_std: list[float] | None = None,
         unit: str = "beat",
         window_seconds: float | None = None,
+        powerline: float | None = None,
     ):
         self.fs, self.leads, self.length, self.unit, self.window_seconds = fs, leads, length, unit, window_seconds
+        self.powerline = powerline
         self.window_scale, self.extra_mean, self.extra_std = window_scale, extra_mean, extra_std
 
     @property
@@ -190,7 +193,7 @@ class SignalPreprocessor(Preprocessor):
         return {"in_channels": self.leads, "length": self.length, "n_extra": self.n_extra}
 
     def reading_config(self) -> dict[str, Any]:
-        config = {"sampling_rate": self.fs, "leads": self.leads, "unit": self.unit}
+        config = {"sampling_rate": self.fs, "leads": self.leads, "unit": self.unit, "powerline": self.powerline}
         return config | ({"window_seconds": self.window_seconds} if self.unit == "window" else {})
 
     def get_config(self) -> dict[str, Any]:
@@ -198,6 +201,7 @@ class SignalPreprocessor(Preprocessor):
             "unit": self.unit,
             "fs": self.fs,
             "window_seconds": self.window_seconds,
+            "powerline": self.powerline,
             "leads": self.leads,
             "length": self.length,
             "window_scale": self.window_scale,

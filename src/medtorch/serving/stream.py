@@ -56,7 +56,7 @@ class SignalStream:
         preprocessor = self.bundle.preprocessor
         self.io, self.fs, self.unit = signal_io, float(fs), preprocessor.unit
         self.model_fs, self.leads = preprocessor.fs, preprocessor.leads
-        self.conditioner = signal_io.Conditioner(self.fs, self.model_fs, channels=self.leads)
+        self.conditioner = signal_io.Conditioner(self.fs, self.model_fs, channels=self.leads, powerline=preprocessor.powerline)
         self.buffer = np.zeros((self.leads, 0), dtype=np.float32)  # conditioned samples from absolute index `offset`
         self.offset = 0
         self.received = 0  # raw samples pushed
