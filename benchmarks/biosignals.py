@@ -180,7 +180,7 @@ def mitbih(args: argparse.Namespace) -> dict[str, Any]:
     figures["overall"]["accuracy_ci"] = ci(draws, "overall", "accuracy", digits=1)
     entry: dict[str, Any] = {
         "records": names,
-        "folds": [{k: v for k, v in fold.items() if k not in ("records", "labels", "scores")} for fold in results],
+        "folds": fold_summaries(results),
         "figures": figures,
         "confusion": confusion(truth, predicted, AAMI),
         "cv_minutes": round(seconds / 60, 1),
@@ -196,13 +196,20 @@ def mitbih(args: argparse.Namespace) -> dict[str, Any]:
     return entry
 
 
+def heading(title: str, entry: dict[str, Any]) -> list[str]:
+    """A section's title and the command, date, commit (and minutes) that made its numbers."""
+    minutes = f", {entry['cv_minutes']} min" if "cv_minutes" in entry else ""
+    return [f"## {title}", "", f"Command: `{entry['command']}` ({entry['date']}, commit {entry['commit']}{minutes}).", ""]
+
+
+def fold_summaries(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each fold without its per-sample predictions (held-out records, epochs, seconds)."""
+    return [{k: v for k, v in fold.items() if k not in ("records", "labels", "scores")} for fold in results]
+
+
 def mitbih_markdown(entry: dict[str, Any]) -> list[str]:
     f = entry["figures"]
-    lines = [
-        "## MIT-BIH Arrhythmia, inter-patient (AAMI EC57 classes)",
-        "",
-        f"Command: `{entry['command']}` ({entry['date']}, commit {entry['commit']}, {entry['cv_minutes']} min).",
-        "",
+    lines = heading("MIT-BIH Arrhythmia, inter-patient (AAMI EC57 classes)", entry) + [
         f"Protocol: the {len(entry['records'])} DS1 records of de Chazal et al. (2004) in `../shared/data/mitbih_arrhythmia` "
         "(the 4 paced records are left out, as the protocol does), dealt into "
         f"{len(entry['folds'])} folds by record. Each fold's model is `medtorch.train` with the library defaults "
@@ -298,18 +305,14 @@ def cinc2017(args: argparse.Namespace) -> dict[str, Any]:
         "score_ci": ci(draws, "score"),
         "accuracy": float(np.mean(truth == predicted)),
         "confusion": confusion(truth, predicted, ("N", "A", "O", "~")),
-        "folds": [{k: v for k, v in fold.items() if k not in ("records", "labels", "scores")} for fold in results],
+        "folds": fold_summaries(results),
         "cv_minutes": round(seconds / 60, 1),
     }
 
 
 def cinc2017_markdown(entry: dict[str, Any]) -> list[str]:
     f1 = entry["f1"]
-    lines = [
-        "## PhysioNet/CinC 2017 AF detection (single-lead ECG)",
-        "",
-        f"Command: `{entry['command']}` ({entry['date']}, commit {entry['commit']}, {entry['cv_minutes']} min).",
-        "",
+    lines = heading("PhysioNet/CinC 2017 AF detection (single-lead ECG)", entry) + [
         f"Protocol: the {entry['records']} records of `../shared/data/cinc2017_af_subset` (v3 labels), 5-fold CV by record. "
         "Each fold's model is `medtorch train` on the folder with its defaults: 10-s windows at 128 Hz with spectral and "
         "heart-rhythm features, `cnn_rr`, validation by held-out training records. A held-out record's label is the argmax "
@@ -366,17 +369,13 @@ def bonn(args: argparse.Namespace) -> dict[str, Any]:
         "seizure_sensitivity": float(np.mean(seizure_predicted[seizure_truth])),
         "seizure_specificity": float(np.mean(~seizure_predicted[~seizure_truth])),
         "confusion": confusion(truth, predicted, BONN_SETS),
-        "folds": [{k: v for k, v in fold.items() if k not in ("records", "labels", "scores")} for fold in results],
+        "folds": fold_summaries(results),
         "cv_minutes": round(seconds / 60, 1),
     }
 
 
 def bonn_markdown(entry: dict[str, Any]) -> list[str]:
-    lines = [
-        "## Bonn EEG (Andrzejak et al. 2001): seizure detection and the five sets",
-        "",
-        f"Command: `{entry['command']}` ({entry['date']}, commit {entry['commit']}, {entry['cv_minutes']} min).",
-        "",
+    lines = heading("Bonn EEG (Andrzejak et al. 2001): seizure detection and the five sets", entry) + [
         f"Protocol: the {entry['segments']} single-channel segments (23.6 s at 173.61 Hz) in class folders A_Z ... E_S, "
         "5-fold CV by segment (the segment is the unit: the dataset does not say which segments share a patient). "
         "Each fold's model is `medtorch train` with its defaults (10-s windows at 128 Hz with spectral features, `cnn_rr`; "
@@ -433,11 +432,7 @@ def realtime(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def realtime_markdown(entry: dict[str, Any]) -> list[str]:
-    lines = [
-        "## Real time",
-        "",
-        f"Command: `{entry['command']}` ({entry['date']}, commit {entry['commit']}).",
-        "",
+    lines = heading("Real time", entry) + [
         f"The DS1 bundle streams MIT-BIH record {entry['record']} ({entry['signal_seconds'] / 60:.0f} min, annotations "
         "ignored: R-peaks are detected as the signal arrives) on one CPU core. *Latency per chunk* is the processing time "
         "of one chunk (filtering, detection, features, model); *decision delay* is the signal time between a beat's R-peak "

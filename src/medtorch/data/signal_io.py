@@ -13,7 +13,7 @@ windows of the record processed whole (see :mod:`medtorch.serving.stream`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -262,10 +262,11 @@ def detect_r_peaks(signal: np.ndarray, fs: float) -> np.ndarray:
     return np.asarray(detect(np.asarray(signal[0], dtype=np.float64), fs), dtype=int)
 
 
-def concatenate(parts: list[Beats]) -> Beats:
+def concatenate(parts: list[Beats] | list[Windows]) -> Beats | Windows:
+    """The beats (or windows) of several records as one."""
     if not parts:
-        raise DataError("no beats found")
-    return Beats(*(np.concatenate([getattr(p, name) for p in parts]) for name in ("windows", "rr", "samples", "labels", "record")))
+        raise DataError("no beats or windows found")
+    return type(parts[0])(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(parts[0])))
 
 
 def list_records(folder: Path) -> list[Path]:
@@ -358,12 +359,6 @@ def rhythm_features(peaks: np.ndarray, fs: float) -> np.ndarray:
             (rr.max() - rr.min()) / mean,
         ]
     )
-
-
-def concatenate_windows(parts: list[Windows]) -> Windows:
-    if not parts:
-        raise DataError("no windows found")
-    return Windows(*(np.concatenate([getattr(p, name) for p in parts]) for name in ("windows", "extra", "starts", "labels", "record")))
 
 
 def list_signal_files(folder: Path) -> list[Path]:

@@ -112,7 +112,7 @@ class Signals(Modality):
             record.name = name
             leads = _check_leads(record, leads or data_config.leads or len(record.signal))
             parts.append(io.segment_windows(record, fs=fs, window_seconds=data_config.window_seconds, label=label, powerline=data_config.powerline))
-        windows = io.concatenate_windows(parts)
+        windows = io.concatenate(parts)
         names = np.array([f"{r}@{s / fs:.1f}s" for r, s in zip(windows.record, windows.starts)], dtype=object)
         return Records(inputs=windows.features, target=windows.labels if with_target else None, groups=windows.record, names=names)
 
