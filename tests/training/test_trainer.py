@@ -363,6 +363,16 @@ def test_balanced_class_weights_raise_sensitivity_on_rare_positives():
     assert sensitivity(weighted, test) > sensitivity(plain, test) + 0.3
 
 
+def test_sqrt_class_weights_sit_between_no_weights_and_balanced_weights():
+    train, test = imbalanced(600, 1), imbalanced(4000, 2)
+    found = {}
+    for weights in ("none", "sqrt", "balanced"):
+        model = mlp()
+        trainer(model, config(class_weights=weights), task=binary_task()).fit(train)
+        found[weights] = sensitivity(model, test)
+    assert found["none"] + 0.1 < found["sqrt"] < found["balanced"] - 0.05
+
+
 def test_balanced_sampler_raises_sensitivity_on_rare_positives():
     train, test = imbalanced(600, 1), imbalanced(4000, 2)
     plain, resampled = mlp(), mlp()

@@ -107,8 +107,10 @@ class Trainer:
     def fit(self, train: Dataset, val: Dataset | None = None, class_weights: np.ndarray | None = None) -> TrainResult:
         """Train until ``epochs`` or early stopping; leaves the best epoch's weights in the model."""
         start_time = time.perf_counter()
-        if class_weights is None and self.config.class_weights == "balanced":
+        if class_weights is None and self.config.class_weights != "none":
             class_weights = self.task.balanced_class_weights(_targets(train).numpy())
+            if class_weights is not None and self.config.class_weights == "sqrt":
+                class_weights = np.sqrt(class_weights)  # softened: a class 1000x rarer weighs ~32x, not 1000x
         weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32, device=self.device)
         loss_fn = self.task.loss(weights).to(self.device)
         steps_per_epoch = self._steps_per_epoch(len(train))
