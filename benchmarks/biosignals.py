@@ -67,7 +67,8 @@ def work_dir(args: argparse.Namespace, benchmark: str) -> Path:
 def chosen(results: dict[str, Any], benchmark: str) -> tuple[str, dict[str, Any]]:
     """The candidate with the best mean validation score (its key and entry); the test folds play no part."""
     keys = [k for k in results if k == benchmark or k.startswith(f"{benchmark}@")]
-    scored = [(np.mean([f["validation"][SELECTION_METRIC] for f in results[k]["folds"]]), k) for k in keys if all("validation" in f for f in results[k]["folds"])]
+    folds = {k: results[k].get("folds") for k in keys}
+    scored = [(np.mean([f["validation"][SELECTION_METRIC] for f in folds[k]]), k) for k in keys if folds[k] and all("validation" in f for f in folds[k])]
     key = max(scored)[1] if scored else benchmark
     return key, results[key]
 
