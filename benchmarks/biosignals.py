@@ -298,9 +298,9 @@ def mitbih_markdown(entry: dict[str, Any]) -> list[str]:
         b = entry["bundle"]
         lines += [
             "",
-            f"The bundle for DS2 is `{b['path']}/`: the same defaults trained on all {len(entry['records'])} DS1 records "
-            f"({b['minutes']} min, best epoch {b['best_epoch']}); rebuild it with `{entry['command']}`. "
-            "Evaluate it on other records with "
+            f"The bundle for DS2: `{entry['command']}` writes `{b['path']}/`, the same settings trained on all "
+            f"{len(entry['records'])} DS1 records ({b['minutes']} min, best epoch {b['best_epoch']}; a generated file, "
+            "2 MB, so it is not committed). Evaluate it on other records with "
             f"`medtorch evaluate {b['path']} --data OTHER_WFDB_FOLDER --out runs/mitbih-ds2`.",
         ]
     return lines
