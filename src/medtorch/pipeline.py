@@ -80,10 +80,11 @@ def train(
     _refuse_finished_run(out_dir, overwrite)
 
     modality = get_modality(cfg.data.format) if cfg.data.format else detect_modality(source)
+    cfg = parse_config(merge(cfg.model_dump(mode="json"), {"data": modality.data_settings(source, cfg.data)}))  # decided once, read by all
     records = modality.read(source, cfg.data)
     task = infer_task(records.target, cfg.task.type, cfg.task.positive, _label_names(cfg))
     train_idx, val_idx, test_idx = _split(records, cfg)
-    cfg = resolve_config(cfg, modality, task, len(train_idx), data=modality.data_settings(source, cfg.data))
+    cfg = resolve_config(cfg, modality, task, len(train_idx))
     main_process = is_main_process()
     if main_process:
         _prepare_out_dir(out_dir, overwrite)
@@ -337,9 +338,8 @@ def predict(bundle: str | Path | Bundle, data: Any) -> Any:
     return bundle.predict(data)
 
 
-def resolve_config(cfg: RunConfig, modality: Modality, task: Task, n_train: int, data: dict[str, Any] | None = None) -> RunConfig:
-    """``cfg`` with every data-dependent default decided (written to the run's ``config.yaml``);
-    ``data`` holds the data settings the modality decided (:meth:`Modality.data_settings`)."""
+def resolve_config(cfg: RunConfig, modality: Modality, task: Task, n_train: int) -> RunConfig:
+    """``cfg`` with every data-dependent default decided (written to the run's ``config.yaml``)."""
     from medtorch.training import auto_batch_size
 
     name = cfg.model.name or modality.default_model
@@ -358,7 +358,7 @@ def resolve_config(cfg: RunConfig, modality: Modality, task: Task, n_train: int,
         merge(
             cfg.model_dump(mode="json"),
             {
-                "data": {**(data or {}), "format": modality.name},
+                "data": {"format": modality.name},
                 "task": task_updates,
                 "model": {"name": name},
                 "train": train_updates,

@@ -174,8 +174,9 @@ class Modality(ABC):
         """Read ``source`` into records; with ``with_target=False`` no target is required."""
 
     def data_settings(self, source: Any, data_config: Any) -> dict[str, Any]:
-        """Data settings this modality decided from ``source`` where the user left them unset
-        (e.g. a signal's unit and sampling rate), written to the run's ``config.yaml``; none by default."""
+        """Data settings this modality decides from ``source`` where the user left them unset (e.g. a
+        signal's unit and sampling rate); the pipeline applies them before reading, so reader and
+        preprocessor see the same decision, and writes them to ``config.yaml``. None by default."""
         return {}
 
     def input_names(self, records: Records) -> list[str] | None:
