@@ -456,7 +456,7 @@ def realtime(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from medtorch.data.signal_io import read_record
-    from medtorch.serving.stream import replay
+    from medtorch.serving.stream import stream_record
 
     torch.set_num_threads(1)  # a bedside monitor gets one core
     record = read_record(data_root() / "mitbih_arrhythmia" / args.record)
@@ -464,10 +464,8 @@ def realtime(args: argparse.Namespace) -> dict[str, Any]:
     seconds = record.signal.shape[1] / record.fs
     rows = []
     for chunk_seconds in (0.25, 1.0, 5.0):
-        decisions, timings = [], []
-        for chunk_decisions, spent in replay(BUNDLE_DIR, record, chunk_seconds=chunk_seconds):
-            decisions += chunk_decisions
-            timings.append(spent)
+        report = stream_record(BUNDLE_DIR, record, chunk_seconds=chunk_seconds)
+        decisions, timings = report.decisions, report.chunk_seconds
         delays = [d.delay for d in decisions]
         rows.append(
             {

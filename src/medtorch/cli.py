@@ -145,24 +145,18 @@ def stream(
     """Label a signal beat by beat (or window by window) as it arrives; report the latency per chunk."""
     import torch
 
-    from medtorch.data import signal_io
-    from medtorch.serving.stream import replay, summarise
+    from medtorch.serving.stream import stream_record
+
+    def show(decisions: list) -> None:
+        for d in decisions if not quiet else ():
+            typer.echo(f"{d.time:10.3f} s  {d.label!s:<8} p = {d.probability:.3f}  (decided {d.delay:.2f} s later)")
 
     torch.set_num_threads(1)  # a beat or two per call: more threads only add synchronisation (and a monitor gets one core)
-    source = signal_io.read_record(record, fs=sampling_rate)
-    decisions, timings = [], []
-    for chunk_decisions, seconds in replay(bundle, source, chunk_seconds=chunk_seconds):
-        timings.append(seconds)
-        decisions += chunk_decisions
-        for d in chunk_decisions if not quiet else ():
-            typer.echo(f"{d.time:10.3f} s  {d.label!s:<8} p = {d.probability:.3f}  (decided {d.delay:.2f} s later)")
+    report = stream_record(bundle, record, chunk_seconds=chunk_seconds, record_sampling_rate=sampling_rate, on_decisions=show)
     if out is not None:
-        import pandas as pd
-
         out.parent.mkdir(parents=True, exist_ok=True)
-        rows = [{"time": d.time, "label": d.label, "probability": d.probability, "decided_at": d.decided_at, "delay": d.delay} for d in decisions]
-        pd.DataFrame(rows, columns=["time", "label", "probability", "decided_at", "delay"]).to_csv(out, index=False)
-    typer.echo(summarise(decisions, source.signal.shape[1] / source.fs, timings))
+        report.table().to_csv(out, index=False)
+    typer.echo(report.summary())
 
 
 @app.command()

@@ -1,7 +1,8 @@
 """Real-time predictions of a biosignal bundle over a signal that arrives in chunks.
 
->>> for decision in stream_record("runs/mitbih/bundle", "record_233.hea", chunk_seconds=1.0):
+>>> for decision in stream(bundle, monitor_chunks(), fs=360.0):
 ...     print(decision.time, decision.label, decision.probability)
+>>> report = stream_record("runs/mitbih/bundle", "record_233.hea", chunk_seconds=1.0)   # a stored record, timed
 
 Each beat (or window) is labelled as soon as it can be decided: a beat once the next R-peak
 is found (its post-RR interval needs it) and its window has arrived; a window once its last
@@ -15,7 +16,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -112,7 +113,7 @@ class SignalStream:
         if not keep:
             return []
         windows = self.io.beat_windows(self.buffer, peaks[keep] - self.offset, self.model_fs)
-        features = np.hstack([windows.reshape(len(keep), -1), rr[keep]]).astype(np.float32)
+        features = self.io.flat_features(windows, rr[keep])
         decisions = self._label(features, peaks[keep] / self.model_fs)
         # a peak still undetected lies at most the detector's delay behind the newest sample
         pending = self.peaks[self.emitted] if self.emitted < len(self.peaks) else end
@@ -132,9 +133,13 @@ class SignalStream:
     def _label(self, features: np.ndarray, times: np.ndarray) -> list[Decision]:
         scores = self.bundle.predict_scores(features)
         table = self.bundle.describe_scores(scores)
+        labels = table["prediction"].tolist()
         decided_at = self.received / self.fs
-        probability = scores.max(axis=1) if scores.ndim == 2 else np.where(scores >= 0.5, scores, 1 - scores)
-        return [Decision(float(t), label, float(p), decided_at, s) for t, label, p, s in zip(times, table["prediction"], probability, scores)]
+        if scores.ndim == 1:  # binary: the label comes from the bundle's threshold; give the probability of that label
+            probability = np.where(np.asarray(labels, dtype=object) == self.bundle.task.positive, scores, 1 - scores)
+        else:
+            probability = scores.max(axis=1)
+        return [Decision(float(t), label, float(p), decided_at, s) for t, label, p, s in zip(times, labels, probability, scores)]
 
     def _trim(self, keep_from: int) -> None:
         """Forget conditioned samples before absolute index ``keep_from`` (never needed again)."""
@@ -155,7 +160,7 @@ def stream(bundle: Bundle | str | Path, chunks: Iterable[np.ndarray], fs: float)
 
 @dataclass
 class StreamReport:
-    """What :func:`replay` measured: the decisions, seconds of signal, and the processing time of each chunk."""
+    """What :func:`stream_record` measured: the decisions, seconds of signal, and the processing time of each chunk."""
 
     decisions: list[Decision]
     signal_seconds: float
@@ -166,47 +171,46 @@ class StreamReport:
         """How many times faster than real time the processing kept up."""
         return self.signal_seconds / max(sum(self.chunk_seconds), 1e-9)
 
+    def table(self) -> Any:
+        """The decisions as a DataFrame: time, label, probability, decided_at, delay."""
+        import pandas as pd
 
-def replay(
-    bundle: Bundle | str | Path, record: Any, *, chunk_seconds: float = 1.0, record_sampling_rate: float | None = None
-) -> Iterator[tuple[list[Decision], float]]:
-    """Feed a stored record (a path or a ``SignalRecord``) in chunks of ``chunk_seconds`` as if it were
-    arriving; yields each chunk's decisions and its processing time in seconds, then the end's."""
+        rows = [(d.time, d.label, d.probability, d.decided_at, d.delay) for d in self.decisions]
+        return pd.DataFrame(rows, columns=["time", "label", "probability", "decided_at", "delay"])
+
+    def summary(self) -> str:
+        """One line: decisions, how much faster than real time, latency per chunk and decision delay."""
+        timings, delays = self.chunk_seconds, [d.delay for d in self.decisions]
+        line = (
+            f"{len(self.decisions)} decisions over {self.signal_seconds:.1f} s of signal in {len(timings)} chunks; "
+            f"processing took {sum(timings):.2f} s ({self.speed:.0f}x faster than real time); "
+            f"latency per chunk: median {1000 * float(np.median(timings)):.1f} ms, max {1000 * max(timings):.1f} ms"
+        )
+        return line + (f"; decision delay: median {float(np.median(delays)):.2f} s, max {max(delays):.2f} s" if delays else "")
+
+
+def stream_record(
+    bundle: Bundle | str | Path,
+    record: Any,
+    *,
+    chunk_seconds: float = 1.0,
+    record_sampling_rate: float | None = None,
+    on_decisions: Callable[[list[Decision]], None] | None = None,
+) -> StreamReport:
+    """Replay a stored record (a path or a ``SignalRecord``) in chunks of ``chunk_seconds`` as if it were
+    arriving, timing each chunk; ``on_decisions`` sees each chunk's decisions as soon as they are made."""
     from medtorch.data import signal_io
 
     source = record if isinstance(record, signal_io.SignalRecord) else signal_io.read_record(record, fs=record_sampling_rate)
     engine = SignalStream(bundle, source.fs)
     step = max(1, int(round(chunk_seconds * source.fs)))
-    for start in range(0, source.signal.shape[1], step):
-        began = time.perf_counter()
-        decisions = engine.push(source.signal[:, start : start + step])
-        yield decisions, time.perf_counter() - began
-    began = time.perf_counter()
-    decisions = engine.close()
-    yield decisions, time.perf_counter() - began
-
-
-def stream_record(
-    bundle: Bundle | str | Path, record: str | Path, *, chunk_seconds: float = 1.0, record_sampling_rate: float | None = None
-) -> StreamReport:
-    """Replay a stored record through :class:`SignalStream`: its decisions and the time each chunk took."""
-    from medtorch.data import signal_io
-
-    source = signal_io.read_record(record, fs=record_sampling_rate)
+    chunks = [source.signal[:, start : start + step] for start in range(0, source.signal.shape[1], step)]
     decisions, timings = [], []
-    for chunk_decisions, seconds in replay(bundle, source, chunk_seconds=chunk_seconds):
-        decisions += chunk_decisions
-        timings.append(seconds)
+    for chunk in [*chunks, None]:  # None: the end of the record
+        began = time.perf_counter()
+        made = engine.push(chunk) if chunk is not None else engine.close()
+        timings.append(time.perf_counter() - began)
+        decisions += made
+        if on_decisions is not None:
+            on_decisions(made)
     return StreamReport(decisions, source.signal.shape[1] / source.fs, timings)
-
-
-def summarise(decisions: list[Decision], signal_seconds: float, timings: list[float]) -> str:
-    """One line: how many decisions, how much faster than real time, latency per chunk and decision delay."""
-    report = StreamReport(decisions, signal_seconds, timings)
-    delays = [d.delay for d in decisions]
-    line = (
-        f"{len(decisions)} decisions over {signal_seconds:.1f} s of signal in {len(timings)} chunks; "
-        f"processing took {sum(timings):.2f} s ({report.speed:.0f}x faster than real time); "
-        f"latency per chunk: median {1000 * float(np.median(timings)):.1f} ms, max {1000 * max(timings):.1f} ms"
-    )
-    return line + (f"; decision delay: median {float(np.median(delays)):.2f} s, max {max(delays):.2f} s" if delays else "")
