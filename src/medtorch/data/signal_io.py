@@ -201,7 +201,12 @@ class Beats:
     @property
     def features(self) -> np.ndarray:
         """One row per beat: the flattened window, then the RR features (the modality's input)."""
-        return np.hstack([self.windows.reshape(len(self.windows), -1), self.rr]).astype(np.float32)
+        return flat_features(self.windows, self.rr)
+
+
+def flat_features(windows: np.ndarray, extra: np.ndarray) -> np.ndarray:
+    """The modality's input rows: each (channels, length) window flattened lead after lead, then its extra features."""
+    return np.hstack([windows.reshape(len(windows), -1), extra]).astype(np.float32)
 
 
 def beat_window(fs: float) -> tuple[int, int]:
@@ -293,7 +298,7 @@ class Windows:
     @property
     def features(self) -> np.ndarray:
         """One row per window: the flattened samples, then the spectral and rhythm features."""
-        return np.hstack([self.windows.reshape(len(self.windows), -1), self.extra]).astype(np.float32)
+        return flat_features(self.windows, self.extra)
 
 
 def segment_windows(record: SignalRecord, *, fs: float, window_seconds: float, label: object = None, powerline: float | None = None) -> Windows:
@@ -386,7 +391,7 @@ def labelled_records(folder: Path, labels_file: str | Path | None = None) -> lis
         if not table.is_file():
             raise DataError(f"labels file not found: {labels_file}")
     if table is not None:
-        files = {p.stem if p.suffix else p.name: p for p in list_signal_files(folder)}
+        files = {p.stem: p for p in list_signal_files(folder)}  # WFDB records are listed without a suffix
         labelled = []
         for number, line in enumerate(table.read_text().splitlines(), start=1):
             fields = [f.strip() for f in line.split(",")]
@@ -401,7 +406,7 @@ def labelled_records(folder: Path, labels_file: str | Path | None = None) -> lis
     classes = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and list_signal_files(p))
     if not classes:
         return None
-    return [(f, c.name, f"{c.name}/{f.stem if f.suffix else f.name}") for c in classes for f in list_signal_files(c)]
+    return [(f, c.name, f"{c.name}/{f.stem}") for c in classes for f in list_signal_files(c)]
 
 
 FLAT_SPREAD, EXTREME_SPREAD = 0.05, 10.0  # of the median sample's spread

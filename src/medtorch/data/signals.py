@@ -101,11 +101,11 @@ class Signals(Modality):
 
     def _read_windows(self, path: Path, data_config: DataConfig, with_target: bool) -> Records:
         io = _io()
-        items = io.labelled_records(path, data_config.labels) if path.is_dir() else [(path, None, path.stem if path.suffix else path.name)]
+        items = io.labelled_records(path, data_config.labels) if path.is_dir() else [(path, None, path.stem)]
         if items is None:
             if with_target:
                 raise DataError(f"{path} has no record labels: add a REFERENCE.csv of record,label lines, data.labels, or class sub-folders")
-            items = [(p, None, p.stem if p.suffix else p.name) for p in io.list_signal_files(path)]
+            items = [(p, None, p.stem) for p in io.list_signal_files(path)]
         if not items:
             raise DataError(f"{path} holds no signal records (WFDB, EDF, .npy/.txt/.csv)")
         fs = data_config.sampling_rate or DEFAULT_FS["window"]
