@@ -7,6 +7,7 @@ The trainer calls :func:`context` once; outside ``torchrun`` it is a world of on
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -37,7 +38,16 @@ def context(device_type: str = "cpu") -> DistributedContext:
 
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+        atexit.register(_leave)  # a group left to interpreter shutdown can abort ("terminate called without an active exception")
     return DistributedContext(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def _leave() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.barrier()  # no rank closes its connections while another still talks (torchrun stops the rest if one dies)
+        dist.destroy_process_group()
 
 
 def barrier(ctx: DistributedContext) -> None:
