@@ -99,7 +99,7 @@ def throughput(data_root: Path, model_name: str, epochs: int = 1) -> dict:
             model.train()
             for epoch in range(epochs):
                 for batch in torch.randperm(len(dataset)).split(128):
-                    x, y = torch.utils.data.default_collate([dataset[i] for i in batch.tolist()])
+                    x, y = dataset.batch(batch)  # the same batched augmentation the trainer uses
                     optimizer.zero_grad()
                     loss_fn(model(x), y).backward()
                     optimizer.step()

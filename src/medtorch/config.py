@@ -96,7 +96,9 @@ class TrainConfig(_Strict):
     patience: int = Field(16, ge=0, description="epochs without improvement before stopping; 0 disables")
     monitor: Literal["loss", "primary"] = Field("loss", description="validation loss or the task's primary metric")
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    mixed_precision: bool | Literal["auto"] = Field("auto", description="bf16 autocast on GPU when 'auto'")
+    mixed_precision: bool | Literal["auto"] = Field(
+        "auto", description="bf16 autocast: 'auto' on GPU only; true also on CPU (about 2x for conv nets on CPUs with AVX512-BF16 or AMX)"
+    )
     num_workers: int = Field(0, ge=0)
     seed: int = 0
 

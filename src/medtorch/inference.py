@@ -37,6 +37,10 @@ def _input_batches(inputs: torch.Tensor | Dataset, batch_size: int):
     if isinstance(inputs, TensorDataset):
         yield from inputs.tensors[0].split(batch_size)
         return
+    if hasattr(inputs, "batch"):  # a dataset that builds whole batches (images)
+        for indices in torch.arange(len(inputs)).split(batch_size):
+            yield inputs.batch(indices)[0]
+        return
     for batch in DataLoader(inputs, batch_size=batch_size, shuffle=False):
         yield batch[0] if isinstance(batch, (list, tuple)) else batch
 

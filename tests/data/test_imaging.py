@@ -15,7 +15,7 @@ from PIL import Image
 import medtorch
 from medtorch.config import DataConfig
 from medtorch.data.base import Records, detect_modality
-from medtorch.data.imaging import ImagePreprocessor, Imaging
+from medtorch.data.imaging import BatchAugmentation, ImageDataset, ImagePreprocessor, Imaging
 from medtorch.errors import DataError
 
 CR_CHEST = "torchxrayvision_1.2.276.0.7230010.3.1.4.8323329.6904.1517875201.850819.dcm"
@@ -480,3 +480,65 @@ def test_volumes_as_slices_train_a_2d_model_and_keep_each_volume_in_one_split(tm
     predictions = medtorch.load_bundle(tmp_path / "run" / "bundle").predict(tmp_path / "volumes" / "lesion" / "0.nii.gz")
     assert len(predictions) == 8
     assert predictions["input"].iloc[3].endswith("0.nii.gz#slice3")
+
+
+# ------------------------------------------------------------------ augmentation
+def bright_dot(n: int, size: int = 32, spatial_dims: int = 2) -> torch.Tensor:
+    images = torch.zeros((n, 1) + (size,) * spatial_dims)
+    centre = (slice(None), 0) + (slice(size // 2 - 1, size // 2 + 1),) * spatial_dims
+    images[centre] = 1.0
+    return images
+
+
+def centroid(image: torch.Tensor) -> torch.Tensor:
+    mass = image.clamp(min=0)
+    grids = torch.meshgrid(*[torch.arange(s, dtype=torch.float32) for s in image.shape], indexing="ij")
+    return torch.stack([(g * mass).sum() / mass.sum() for g in grids])
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_augmentation_keeps_the_batch_shape_and_moves_most_images(spatial_dims):
+    images = bright_dot(64, size=16, spatial_dims=spatial_dims)
+    torch.manual_seed(0)
+    augmented = BatchAugmentation(spatial_dims)(images)
+    assert augmented.shape == images.shape and torch.isfinite(augmented).all()
+    moved = [not torch.allclose(a, b, atol=1e-4) for a, b in zip(augmented, images)]
+    assert 0.6 < np.mean(moved) <= 1.0
+
+
+def test_augmentation_keeps_a_centred_dot_near_the_centre():
+    """Rotation ±10°, scale ±10%, shift ±6% of the side: the dot moves at most a few pixels."""
+    size = 32
+    torch.manual_seed(0)
+    augmented = BatchAugmentation(2, intensity=0.0)(bright_dot(200, size))
+    offsets = torch.stack([centroid(image[0]) for image in augmented]) - (size / 2 - 0.5)
+    assert offsets.abs().max() <= 0.06 * size + 1.0
+    assert offsets.abs().max() > 0.5  # and it does move
+
+
+def test_augmentation_repeats_under_the_same_torch_seed_and_differs_under_another():
+    images, augment = bright_dot(8), BatchAugmentation(2)
+    torch.manual_seed(1)
+    first = augment(images)
+    torch.manual_seed(1)
+    again = augment(images)
+    torch.manual_seed(2)
+    other = augment(images)
+    assert torch.equal(first, again) and not torch.equal(first, other)
+
+
+def test_intensity_augmentation_scales_and_shifts_by_at_most_ten_percent():
+    torch.manual_seed(0)
+    augmented = BatchAugmentation(2, rotate=0.0, scale=0.0, shift=0.0)(torch.ones(500, 1, 8, 8))
+    values = augmented[:, 0, 0, 0]
+    assert torch.allclose(augmented, values.view(-1, 1, 1, 1).expand_as(augmented))  # one factor per image
+    assert values.min() >= 1 - 0.1 - 0.1 - 1e-6 and values.max() <= 1.1 * 1.1 + 1e-6
+    assert (values == 1).float().mean() > 0.1  # some images are left alone
+
+
+def test_a_dataset_batch_equals_its_items_stacked():
+    preprocessor = ImagePreprocessor(augment=False).fit(Records(inputs=np.random.default_rng(0).random((6, 12, 12)), target=np.arange(6) % 2))
+    dataset = ImageDataset(preprocessor, np.random.default_rng(1).random((6, 12, 12)), np.arange(6) % 2)
+    images, targets = dataset.batch(torch.tensor([4, 1, 2]))
+    assert torch.equal(images, torch.stack([dataset[i][0] for i in (4, 1, 2)]))
+    assert targets.tolist() == [0, 1, 0]

@@ -563,3 +563,53 @@ def test_shuffling_differs_between_epochs_and_repeats_for_an_epoch():
 
     assert order(0) == order(0)
     assert order(0) != order(1)
+
+
+class BatchedRows(torch.utils.data.Dataset):
+    """A dataset that also builds whole batches, the way the image dataset does; counts both paths."""
+
+    def __init__(self, data: TensorDataset):
+        self.data, self.batches, self.items = data, 0, 0
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index):
+        self.items += 1
+        return self.data[index]
+
+    def batch(self, indices: torch.Tensor):
+        self.batches += 1
+        return self.data.tensors[0][indices], self.data.tensors[1][indices]
+
+
+def test_a_dataset_that_builds_batches_is_asked_for_whole_batches():
+    train = BatchedRows(separable(300, 0))
+    trainer(mlp(), config(epochs=2), batch_size=100).fit(train)
+    assert train.batches == 6 and train.items == 0
+
+
+def test_batched_and_per_item_datasets_train_to_the_same_weights():
+    per_item, batched = mlp(), mlp()
+    trainer(per_item, config(epochs=3)).fit(separable(300, 0))
+    trainer(batched, config(epochs=3)).fit(BatchedRows(separable(300, 0)))
+    assert same_weights(weights(per_item), weights(batched))
+
+
+# ------------------------------------------------------------------ precision
+def test_mixed_precision_true_trains_in_bf16_on_cpu_and_still_learns():
+    model, seen = mlp(), []
+    model.register_forward_hook(lambda module, args, output: seen.append(output.dtype))
+    trainer(model, config(epochs=10, mixed_precision=True)).fit(separable(400, 0))
+    assert seen[0] == torch.bfloat16
+    valid = separable(400, 1)
+    with torch.no_grad():
+        scores = model(valid.tensors[0]).reshape(-1).float()
+    assert roc_auc_score(valid.tensors[1].numpy(), scores.numpy()) > 0.95
+
+
+def test_mixed_precision_auto_keeps_float32_on_cpu():
+    model, seen = mlp(), []
+    model.register_forward_hook(lambda module, args, output: seen.append(output.dtype))
+    trainer(model, config(epochs=1)).fit(separable(100, 0))
+    assert seen[0] == torch.float32

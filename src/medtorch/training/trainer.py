@@ -101,7 +101,7 @@ class Trainer:
         self._weights: torch.Tensor | None = None
         self.optimizer = _make_optimizer(config, self.module.parameters(), lr, weight_decay)
         mp = config.mixed_precision
-        self.autocast = self.device.type == "cuda" and (mp is True or mp == "auto")
+        self.autocast = mp is True or (mp == "auto" and self.device.type == "cuda")
 
     # ------------------------------------------------------------------ public
     def fit(self, train: Dataset, val: Dataset | None = None, class_weights: np.ndarray | None = None) -> TrainResult:
@@ -159,7 +159,7 @@ class Trainer:
         self.model.train()
         total = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss sum, row count
         bar.start_epoch(self._steps_per_epoch(len(train)))
-        precision = torch.autocast("cuda", dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()
+        precision = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()
         for x, y, share in self._batches(train, epoch):
             if x.device != self.device:
                 x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
@@ -210,6 +210,8 @@ class Trainer:
         if isinstance(train, TensorDataset):
             features, targets = train.tensors
             pairs = ((features[share], targets[share]) for share in shares)
+        elif hasattr(train, "batch") and self.config.num_workers == 0:
+            pairs = (train.batch(share) for share in shares)  # a dataset that builds (and augments) whole batches
         elif self.config.num_workers == 0:
             pairs = (default_collate([train[i] for i in share.tolist()]) for share in shares)
         else:
