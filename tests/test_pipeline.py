@@ -146,3 +146,20 @@ def test_evaluate_bundle_on_one_split_of_a_file_with_a_predefined_split(tmp_path
     frame.to_csv(path, index=False)
     summary = medtorch.pipeline.evaluate_bundle(run.out_dir / "bundle", path, out=tmp_path / "whole", bootstrap=0, progress=False)
     assert summary["n"] == len(frame) and summary["evaluated_on"] == "external"
+
+
+def test_the_modalitys_training_defaults_fill_what_the_user_left_unset(tmp_path):
+    """Images train with their own defaults (cosine schedule, early stopping on AUROC); a value the user sets wins."""
+    import yaml
+
+    from medtorch.data.imaging import Imaging
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(40) % 2
+    images = (rng.random((40, 12, 12)) * 100 + labels[:, None, None] * 100).astype(np.uint8)
+    np.savez(tmp_path / "tiny.npz", **{f"{s}_images": images for s in ("train", "val", "test")}, **{f"{s}_labels": labels for s in ("train", "val", "test")})
+    overrides = {"train": {"epochs": 1, "patience": 3}, "evaluate": {"bootstrap": 0, "baselines": False}}
+    medtorch.train(tmp_path / "tiny.npz", out=tmp_path / "run", overrides=overrides, progress=False)
+    train = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["train"]
+    assert {k: train[k] for k in ("schedule", "monitor")} == {k: Imaging.train_defaults[k] for k in ("schedule", "monitor")}
+    assert train["epochs"] == 1 and train["patience"] == 3

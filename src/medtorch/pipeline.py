@@ -80,7 +80,8 @@ def train(
     _refuse_finished_run(out_dir, overwrite)
 
     modality = get_modality(cfg.data.format) if cfg.data.format else detect_modality(source)
-    cfg = parse_config(merge(cfg.model_dump(mode="json"), {"data": modality.data_settings(source, cfg.data)}))  # decided once, read by all
+    # decided once, read by all; only what was set is dumped, so resolve_config still sees which defaults to fill in
+    cfg = parse_config(merge(cfg.model_dump(mode="json", exclude_unset=True), {"data": modality.data_settings(source, cfg.data)}))
     records = modality.read(source, cfg.data)
     task = infer_task(records.target, cfg.task.type, cfg.task.positive, _label_names(cfg))
     train_idx, val_idx, test_idx = _split(records, cfg)
