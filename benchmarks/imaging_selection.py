@@ -32,6 +32,8 @@ CANDIDATES = {
     "small_cnn_balanced": {"train": {"class_weights": "balanced"}},
     "small_cnn_tta8": {"evaluate": {"test_time_augmentation": 8}},
     "resnet18_12ep": {"model": {"name": "resnet18"}, "train": {"epochs": 12}},
+    "resnet18_bf16_12ep": {"model": {"name": "resnet18"}, "train": {"epochs": 12, "mixed_precision": True}},
+    "resnet18_bf16_30ep": {"model": {"name": "resnet18"}, "train": {"mixed_precision": True}},
 }
 
 

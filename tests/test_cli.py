@@ -364,3 +364,13 @@ def test_second_train_with_overwrite_replaces_the_run(finished_run, run_cli):
     process = run_cli(*args, "--overwrite")
     assert process.returncode == 0, process.stderr
     assert json.loads((out / "metrics.json").read_text())["model"] == "mlp"
+
+
+def test_train_ensemble_flag_bundles_that_many_members(tmp_path, training_csv, run_cli):
+    config = tmp_path / "fast.yaml"
+    config.write_text(FAST_CONFIG)
+    out = tmp_path / "pair"
+    args = ("train", "--data", training_csv, "--target", TARGET, "--out", out, "--model", "mlp", "--epochs", 2, "--ensemble", 2, "--config", config, "--quiet")
+    process = run_cli(*args)
+    assert process.returncode == 0, process.stderr
+    assert json.loads((out / "bundle" / "medtorch.json").read_text())["model"]["members"] == 2

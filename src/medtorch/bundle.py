@@ -170,6 +170,7 @@ def save_bundle(bundle: Bundle, path: str | Path) -> Path:
             "name": bundle.model_name,
             "kind": bundle.kind,
             "kwargs": _jsonable(bundle.model_kwargs),
+            "members": len(bundle.model.members) if _is_ensemble(bundle.model) else 1,
             "file": weights.name,
             "sha256": _sha256(weights),
         },
@@ -212,7 +213,7 @@ def load_bundle(path: str | Path) -> Bundle:
     else:
         from safetensors.torch import load_file
 
-        model = create_model(model_info["name"], **model_info["kwargs"])
+        model = _build_model(model_info)
         model.load_state_dict(load_file(str(weights)))
         model.eval()
     return Bundle(
@@ -229,6 +230,22 @@ def load_bundle(path: str | Path) -> Bundle:
         data_config=config.get("data", {}),
         metadata=config.get("metadata", {}),
     )
+
+
+def _is_ensemble(model: Any) -> bool:
+    from medtorch.models.ensemble import Ensemble
+
+    return isinstance(model, Ensemble)
+
+
+def _build_model(info: dict[str, Any]) -> Any:
+    """The architecture the bundle names, as a deep ensemble when it has several members."""
+    members = int(info.get("members", 1))
+    if members == 1:
+        return create_model(info["name"], **info["kwargs"])
+    from medtorch.models.ensemble import Ensemble
+
+    return Ensemble([create_model(info["name"], **info["kwargs"]) for _ in range(members)])
 
 
 def _calibrator_from(config: dict[str, Any] | None) -> Any:

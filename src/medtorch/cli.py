@@ -52,6 +52,7 @@ def train(
     group_column: Optional[str] = typer.Option(None, "--group-column", help="Patient id column: each patient stays on one side of every split."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed for splits, initialisation and shuffling."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda."),
+    ensemble: Optional[int] = typer.Option(None, "--ensemble", min=1, help="Train this many models from consecutive seeds and average them."),
     skip_bad_files: bool = typer.Option(False, "--skip-bad-files", help="Images: skip unreadable files (listed in the run folder)."),
     unit: Optional[str] = typer.Option(None, "--unit", help="Signals: 'beat' (each annotated beat) or 'window' (fixed windows of labelled records)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished run in --out."),
@@ -72,7 +73,7 @@ def train(
             "data": {"group_column": group_column, "skip_bad_files": skip_bad_files or None, "unit": unit},
             "task": {"positive": positive},
             "model": {"name": model},
-            "train": {"epochs": epochs, "seed": seed, "device": device},
+            "train": {"epochs": epochs, "seed": seed, "device": device, "ensemble": ensemble},
         },
     )
     if result.metrics:

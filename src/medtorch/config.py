@@ -101,6 +101,9 @@ class TrainConfig(_Strict):
     )
     num_workers: int = Field(0, ge=0)
     seed: int = 0
+    ensemble: int = Field(
+        1, ge=1, le=20, description="train this many members from seeds seed, seed+1, ... and average their logits (a deep ensemble)"
+    )
 
 
 class ThresholdConfig(_Strict):

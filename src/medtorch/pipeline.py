@@ -105,7 +105,8 @@ def train(
     summary["evaluated_on"] = "test" if len(test_idx) else "validation"
     explanations = modality.explain(fitted.bundle, records.subset(evaluated_on))
     _write_outputs(out_dir, summary, fitted.bundle, cfg, explanations, fitted.history, source=_source_name(source))
-    (out_dir / "checkpoint.safetensors").unlink(missing_ok=True)
+    for checkpoint in out_dir.glob("checkpoint*.safetensors"):
+        checkpoint.unlink()
     return RunResult(out_dir, cfg, summary, fitted.bundle)
 
 
@@ -145,35 +146,41 @@ def fit_bundle(
     else:
         import torch
 
+        from medtorch.models.ensemble import Ensemble
         from medtorch.training import Trainer
 
-        torch.manual_seed(cfg.train.seed)
         kwargs = _checked_kwargs(entry, {**preprocessor.model_kwargs(), "out_features": task.out_features, **cfg.model.kwargs()})
-        model = create_model(entry.name, **kwargs)
-        trainer = Trainer(
-            model,
-            task,
-            cfg.train,
-            lr=cfg.train.lr,
-            weight_decay=cfg.train.weight_decay,
-            batch_size=cfg.train.batch_size,
-            checkpoint_path=run_dir / "checkpoint.safetensors" if run_dir else None,
-            log_path=run_dir / "train_log.csv" if run_dir else None,
-            progress=progress,
-            fingerprint=_fingerprint(cfg),
-        )
-        result = trainer.fit(
-            preprocessor.dataset(train_records.inputs, y_train, train=True), preprocessor.dataset(val_records.inputs, y_val)
-        )
-        model = trainer.module.cpu().eval()
-        history = result.history
+        train_set = preprocessor.dataset(train_records.inputs, y_train, train=True)
+        val_set = preprocessor.dataset(val_records.inputs, y_val)
+        members, results = [], []
+        for member in range(cfg.train.ensemble):
+            settings = cfg.train.model_copy(update={"seed": cfg.train.seed + member})
+            torch.manual_seed(settings.seed)
+            trainer = Trainer(
+                create_model(entry.name, **kwargs),
+                task,
+                settings,
+                lr=cfg.train.lr,
+                weight_decay=cfg.train.weight_decay,
+                batch_size=cfg.train.batch_size,
+                checkpoint_path=_member_file(run_dir, "checkpoint.safetensors", member),
+                log_path=_member_file(run_dir, "train_log.csv", member),
+                progress=progress,
+                fingerprint=_fingerprint(cfg) + f"-member{member}",
+            )
+            results.append(trainer.fit(train_set, val_set))
+            members.append(trainer.module.cpu().eval())
+        model = members[0] if len(members) == 1 else Ensemble(members).eval()
+        history = results[0].history  # the report's learning curves follow the first member
         training = {
-            "best_epoch": result.best_epoch,
-            "epochs_run": len(result.history),
-            "stopped_early": result.stopped_early,
-            "resumed_from_epoch": result.resumed_from_epoch,
-            "seconds": round(result.seconds, 2),
+            "best_epoch": results[0].best_epoch,
+            "epochs_run": len(results[0].history),
+            "stopped_early": results[0].stopped_early,
+            "resumed_from_epoch": results[0].resumed_from_epoch,
+            "seconds": round(sum(r.seconds for r in results), 2),
         }
+        if len(results) > 1:
+            training["members"] = [{"seed": cfg.train.seed + i, "best_epoch": r.best_epoch, "epochs_run": len(r.history)} for i, r in enumerate(results)]
     reading = {k: v for k, v in cfg.data.model_dump(mode="json").items() if k in BUNDLED_DATA_SETTINGS}
     bundle = Bundle(model, entry.name, kwargs, task, modality, preprocessor, data_config=reading)
     if entry.kind == "torch":
@@ -414,6 +421,8 @@ def _prepare_out_dir(out_dir: Path, overwrite: bool) -> Path:
         for name in RUN_FILES:
             target = out_dir / name
             shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+        for member_file in [*out_dir.glob("checkpoint.member*.safetensors"), *out_dir.glob("train_log.member*.csv")]:
+            member_file.unlink()
     out_dir.mkdir(parents=True, exist_ok=True)
     return out_dir
 
@@ -452,6 +461,13 @@ def _sklearn_target(task: Task, encoded: np.ndarray) -> np.ndarray:
 
 def _label_names(cfg: RunConfig) -> list[str] | None:
     return list(cfg.data.target) if isinstance(cfg.data.target, list) else None
+
+
+def _member_file(run_dir: Path | None, name: str, member: int) -> Path | None:
+    """``name`` in the run folder for the first ensemble member, ``stem.member<i>.suffix`` for the others."""
+    if run_dir is None:
+        return None
+    return run_dir / (name if member == 0 else f"{Path(name).stem}.member{member}{Path(name).suffix}")
 
 
 def _fingerprint(cfg: RunConfig) -> str:

@@ -85,3 +85,19 @@ def test_test_time_augmentation_averages_augmented_copies_repeatably(bundle):
     np.testing.assert_array_equal(first, second)
     assert not np.allclose(first, plain)
     assert np.all((first >= 0) & (first <= 1))
+
+
+def test_an_ensembles_heatmap_peaks_inside_the_square(run_folder, tmp_path):
+    from medtorch.models.ensemble import Ensemble
+
+    overrides = {"model": {"name": "small_cnn"}, "train": {"epochs": 6, "ensemble": 2}, "evaluate": {"bootstrap": 0, "baselines": False}}
+    run = medtorch.train(run_folder.parent / "squares.npz", out=tmp_path / "pair", overrides=overrides, progress=False)
+    assert isinstance(run.bundle.model, Ensemble)
+    images, labels, corners = squares(40, seed=7)
+    hits = 0
+    for image, (row, col) in zip(images[labels == 1], corners[labels == 1]):
+        heatmap = explain_image(run.bundle, image).heatmap
+        assert heatmap.shape == (SIZE, SIZE) and np.isfinite(heatmap).all()
+        peak_row, peak_col = np.unravel_index(np.argmax(heatmap), (SIZE, SIZE))
+        hits += row - 2 <= peak_row < row + SQUARE + 2 and col - 2 <= peak_col < col + SQUARE + 2
+    assert hits >= 16  # of 20 positives

@@ -18,6 +18,7 @@ import torch
 
 from medtorch.bundle import Bundle
 from medtorch.errors import MedtorchError
+from medtorch.models.ensemble import Ensemble
 
 
 @dataclass
@@ -62,8 +63,9 @@ def explain_image(bundle: Bundle, image: Any, explained_class: Any = None) -> Ex
     class_index = _class_index(task, explained_class, scores[0])
     model = bundle.model.eval()
     # MONAI's default post-processing maps (min, max) to (1, 0), flipping the map; scale it ourselves
-    cam = GradCAM(nn_module=model, target_layers=target_layer(model), postprocessing=lambda x: x)
-    heatmap = cam(x=tensor, class_idx=class_index)[0, 0].detach().numpy()
+    members = list(model.members) if isinstance(model, Ensemble) else [model]  # an ensemble's map: its members' mean
+    cams = [GradCAM(nn_module=m, target_layers=target_layer(m), postprocessing=lambda x: x) for m in members]
+    heatmap = np.mean([cam(x=tensor, class_idx=class_index)[0, 0].detach().numpy() for cam in cams], axis=0)
     if task.type == "binary":  # the probability of the predicted label, not always of the positive class
         probability = float(scores[0] if label == task.positive else 1 - scores[0])
     else:
