@@ -34,6 +34,8 @@ CANDIDATES = {
     "resnet18_12ep": {"model": {"name": "resnet18"}, "train": {"epochs": 12}},
     "resnet18_bf16_12ep": {"model": {"name": "resnet18"}, "train": {"epochs": 12, "mixed_precision": True}},
     "resnet18_bf16_30ep": {"model": {"name": "resnet18"}, "train": {"mixed_precision": True}},
+    "resnet18_bf16_12ep_ens3": {"model": {"name": "resnet18"}, "train": {"epochs": 12, "mixed_precision": True, "ensemble": 3}},
+    "resnet18_bf16_30ep_ens5": {"model": {"name": "resnet18"}, "train": {"mixed_precision": True, "ensemble": 5}},
 }
 
 
