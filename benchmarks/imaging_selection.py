@@ -36,6 +36,10 @@ CANDIDATES = {
     "resnet18_bf16_30ep": {"model": {"name": "resnet18"}, "train": {"mixed_precision": True}},
     "resnet18_bf16_12ep_ens3": {"model": {"name": "resnet18"}, "train": {"epochs": 12, "mixed_precision": True, "ensemble": 3}},
     "resnet18_bf16_30ep_ens5": {"model": {"name": "resnet18"}, "train": {"mixed_precision": True, "ensemble": 5}},
+    "resnet18_bf16_30ep_ens5_tta8": {
+        "model": {"name": "resnet18"}, "train": {"mixed_precision": True, "ensemble": 5}, "evaluate": {"test_time_augmentation": 8},
+    },
+    "small_cnn_w64_ens10": {"model": {"name": "small_cnn", "width": 64}, "train": {"ensemble": 10}},
 }
 
 
@@ -76,12 +80,33 @@ def run_candidate(npz: Path, name: str, overrides: dict, runs: Path) -> dict:
     y = run.bundle.task.encode(records.target[held])
     result = evaluate(run.bundle.task, y, scores, threshold=0.5, n_bootstrap=0)
     return {
+        **_member_mean(run.bundle, records.subset(held).inputs, y),
         "auc": round(result["auroc"]["value"], 4),
         "acc": round(result["accuracy"]["value"], 4),
         "log_loss": round(log_loss(np.asarray(y, float).ravel(), np.asarray(scores, float).ravel()), 4),
         "epochs": run.metrics["training"].get("epochs_run"),
         "minutes": round(seconds / 60, 1),
     }
+
+
+def _member_mean(bundle, inputs, y) -> dict:
+    """An ensemble's members scored alone, averaged: what one model of this recipe gets on average
+    (one seed's validation score on a small split is a noisy draw; see imaging.md)."""
+    from medtorch.inference import predict_scores
+    from medtorch.models.ensemble import Ensemble
+    from sklearn.metrics import roc_auc_score
+
+    if not isinstance(bundle.model, Ensemble):
+        return {}
+    dataset = bundle.preprocessor.dataset(inputs, np.zeros(len(y)))
+    y = np.asarray(y, float).ravel()
+    members = [predict_scores(member, bundle.task, dataset).ravel() for member in bundle.model.members]
+    return {"member_mean": {
+        "auc": round(float(np.mean([roc_auc_score(y, p) for p in members])), 4),
+        "acc": round(float(np.mean([((p >= 0.5) == y).mean() for p in members])), 4),
+        "log_loss": round(float(np.mean([log_loss(y, p) for p in members])), 4),
+        "log_loss_sd": round(float(np.std([log_loss(y, p) for p in members], ddof=1)), 4),
+    }}
 
 
 def main() -> None:
