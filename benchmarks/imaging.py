@@ -39,15 +39,15 @@ PUBLISHED = {  # MedMNIST v2 (Yang et al. 2023), Table: AUC / ACC
 GOALS = {"pneumoniamnist": (0.97, 0.90), "breastmnist": (0.93, 0.88)}
 
 
-def run_dataset(name: str, data_root: Path, out_root: Path, epochs: int | None, model: str | None) -> dict:
-    """Train with defaults, then score the official test split once."""
+def run_dataset(name: str, data_root: Path, out_root: Path, overrides: dict) -> dict:
+    """Train with the defaults and ``overrides``, then score the official test split once."""
     import medtorch
     from medtorch.data.base import get_modality
-    from medtorch.config import DataConfig
+    from medtorch.config import DataConfig, merge
     from medtorch.evaluation.metrics import evaluate
 
     path = data_root / DATASETS[name]
-    overrides = {"model": {"name": model}, "train": {"epochs": epochs}, "evaluate": {"bootstrap": 1000}}
+    overrides = merge(overrides, {"evaluate": {"bootstrap": 1000}})
     start = time.perf_counter()
     run = medtorch.train(path, out=out_root / name, overrides=overrides, overwrite=True, progress=False)
     seconds = time.perf_counter() - start
@@ -58,7 +58,7 @@ def run_dataset(name: str, data_root: Path, out_root: Path, epochs: int | None, 
     y = run.bundle.task.encode(records.target[test])
     medmnist = evaluate(run.bundle.task, y, scores, threshold=0.5, n_bootstrap=1000, seed=0)
     return {
-        "model": run.metrics["model"],
+        "model": run.metrics["model"] + (f" x{run.config.train.ensemble}" if run.config.train.ensemble > 1 else ""),
         "auc": medmnist["auroc"],
         "acc": medmnist["accuracy"],
         "training": run.metrics["training"],
@@ -69,8 +69,11 @@ def run_dataset(name: str, data_root: Path, out_root: Path, epochs: int | None, 
     }
 
 
-def throughput(data_root: Path, model_name: str, epochs: int = 1) -> dict:
-    """Images per second: medtorch Trainer vs a plain loop, same model, batches and augmentation."""
+def throughput(data_root: Path, model_spec: str, epochs: int = 1) -> dict:
+    """Images per second: medtorch Trainer vs a plain loop, same model, batches and augmentation.
+    ``model_spec`` is a model name, with ``:bf16`` for bf16 autocast in both loops."""
+    import contextlib
+
     import torch
     from medtorch import create_model
     from medtorch.config import DataConfig, TrainConfig
@@ -78,6 +81,8 @@ def throughput(data_root: Path, model_name: str, epochs: int = 1) -> dict:
     from medtorch.tasks import infer_task
     from medtorch.training import Trainer
 
+    model_name, _, precision = model_spec.partition(":")
+    bf16 = precision == "bf16"
     modality = get_modality("image")
     path = data_root / DATASETS["pneumoniamnist"]
     records = modality.read(path, DataConfig())
@@ -93,7 +98,7 @@ def throughput(data_root: Path, model_name: str, epochs: int = 1) -> dict:
         model = create_model(model_name, **kwargs)
         start = time.perf_counter()
         if variant == "trainer":
-            Trainer(model, task, TrainConfig(epochs=epochs, patience=0), batch_size=128, progress=False).fit(dataset)
+            Trainer(model, task, TrainConfig(epochs=epochs, patience=0, mixed_precision=bf16), batch_size=128, progress=False).fit(dataset)
         else:
             optimizer, loss_fn = torch.optim.AdamW(model.parameters(), lr=1e-3), task.loss()
             model.train()
@@ -101,7 +106,9 @@ def throughput(data_root: Path, model_name: str, epochs: int = 1) -> dict:
                 for batch in torch.randperm(len(dataset)).split(128):
                     x, y = dataset.batch(batch)  # the same batched augmentation the trainer uses
                     optimizer.zero_grad()
-                    loss_fn(model(x), y).backward()
+                    with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
+                        output = model(x).float()
+                    loss_fn(output, y).backward()
                     optimizer.step()
         result[variant] = round(epochs * len(dataset) / (time.perf_counter() - start), 1)
     result["overhead"] = round(result["plain"] / result["trainer"] - 1, 4)
@@ -159,6 +166,9 @@ def write_markdown(out: Path, command: str, results: dict, speeds: dict) -> None
     lines += ["| model | plain PyTorch loop (images/s) | medtorch Trainer (images/s) | trainer overhead |", "|---|---:|---:|---:|"]
     for model, s in speeds.items():
         lines.append(f"| {model} | {s['plain']} | {s['trainer']} | {s['overhead'] * 100:+.1f}% |")
+    analysis = Path(__file__).with_name("imaging_analysis.md")
+    if analysis.exists():  # the hand-written reading of the numbers
+        lines += ["", analysis.read_text().strip()]
     out.write_text("\n".join(lines) + "\n")
     out.with_suffix(".json").write_text(json.dumps({"results": results, "throughput": speeds}, indent=2) + "\n")
 
@@ -188,9 +198,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", type=Path, default=Path(os.environ.get("MEDTORCH_DATA", ROOT.parent / "shared" / "data")))
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--candidate", default=None, help="a configuration of benchmarks/imaging_selection.py (the one chosen on validation)")
     parser.add_argument("--model", default=None, help="model name (default: the image modality's default)")
     parser.add_argument("--epochs", type=int, default=None, help="maximum epochs (default: the library default); for smoke tests")
-    parser.add_argument("--throughput-models", nargs="*", default=["small_cnn", "resnet18"])
+    parser.add_argument("--throughput-models", nargs="*", default=["small_cnn", "resnet18", "resnet18:bf16"])
     parser.add_argument("--runs", type=Path, default=Path("/tmp/medtorch-imaging-benchmark"))
     parser.add_argument("--variant", default="defaults", help="label of this configuration in the results table")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "imaging.md")
@@ -198,8 +209,13 @@ def main() -> None:
     command = ""
     saved = json.loads(args.out.with_suffix(".json").read_text()) if args.out.with_suffix(".json").exists() else {}
     results, speeds = saved.get("results", {}), saved.get("throughput", {})
+    from imaging_selection import CANDIDATES
+
+    overrides = CANDIDATES[args.candidate] if args.candidate else {}
+    overrides = {**overrides, "model": {**overrides.get("model", {}), "name": args.model or overrides.get("model", {}).get("name")}}
+    overrides["train"] = {**overrides.get("train", {}), "epochs": args.epochs or overrides.get("train", {}).get("epochs")}
     for name in args.datasets:
-        results.setdefault(args.variant, {})[name] = run_dataset(name, args.data_root, args.runs / args.variant, args.epochs, args.model)
+        results.setdefault(args.variant, {})[name] = run_dataset(name, args.data_root, args.runs / args.variant, overrides)
         print(name, json.dumps(results[args.variant][name]), flush=True)
         write_markdown(args.out, command, results, speeds)
     speeds |= {m: throughput(args.data_root, m) for m in args.throughput_models}
