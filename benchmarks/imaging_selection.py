@@ -34,7 +34,10 @@ CANDIDATES = {
     "resnet18_12ep": {"model": {"name": "resnet18"}, "train": {"epochs": 12}},
     "resnet18_bf16_12ep": {"model": {"name": "resnet18"}, "train": {"epochs": 12, "mixed_precision": True}},
     "resnet18_bf16_30ep": {"model": {"name": "resnet18"}, "train": {"mixed_precision": True}},
+    "resnet18_bf16_12ep_ens2": {"model": {"name": "resnet18"}, "train": {"epochs": 12, "mixed_precision": True, "ensemble": 2}},
+    "resnet18_bf16_12ep_ens5": {"model": {"name": "resnet18"}, "train": {"epochs": 12, "mixed_precision": True, "ensemble": 5}},
     "resnet18_bf16_12ep_ens3": {"model": {"name": "resnet18"}, "train": {"epochs": 12, "mixed_precision": True, "ensemble": 3}},
+    "resnet18_bf16_30ep_ens3": {"model": {"name": "resnet18"}, "train": {"mixed_precision": True, "ensemble": 3}},
     "resnet18_bf16_30ep_ens5": {"model": {"name": "resnet18"}, "train": {"mixed_precision": True, "ensemble": 5}},
     "resnet18_bf16_30ep_ens5_tta8": {
         "model": {"name": "resnet18"}, "train": {"mixed_precision": True, "ensemble": 5}, "evaluate": {"test_time_augmentation": 8},
