@@ -47,6 +47,7 @@ CANDIDATES = {  # settings a benchmark may choose among on validation; "defaults
     "unweighted": {"train": {"class_weights": "none"}},
     "sqrt_weights": {"train": {"class_weights": "sqrt"}},
     "patience16": {"train": {"patience": 16}},
+    "bf16_ensemble3": {"train": {"mixed_precision": True, "ensemble": 3}},
 }
 
 

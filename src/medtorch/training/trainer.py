@@ -90,11 +90,8 @@ class Trainer:
         self.dist: DistributedContext = context(self.device.type)
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
-        self.model = model.to(self.device)
-        self.module = self.model
-        if self.dist.enabled:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        self.module = model.to(self.device)
+        self.model = self.module  # wrapped in DistributedDataParallel while fit runs under torchrun
         # a model that trains k ensemble members at once (TabM) says so; see _per_member
         self.trains_members = bool(getattr(self.module, "trains_members", False))
         self._weights_of: Dataset | None = None  # the dataset whose balanced-sampling weights are cached
@@ -122,26 +119,34 @@ class Trainer:
             resumed = state.epoch + 1
         seconds_before = state.history[-1]["seconds"] if state.history else 0.0
         val_targets = None if val is None else _targets(val)  # once: a dataset may load every item to give them
-        with _ProgressBar(self.show_progress and self.dist.is_main, self.config.epochs, resumed or 0) as bar:
-            for epoch in range(state.epoch + 1, self.config.epochs):
-                if state.finished:
-                    break
-                lr = self.optimizer.param_groups[0]["lr"]  # the rate this epoch starts with
-                row = {"epoch": epoch, "train_loss": self._train_epoch(train, epoch, loss_fn, scheduler, bar), "lr": lr}
-                if val is not None:
-                    row.update(self._validate(val, val_targets, loss_fn))
-                row["seconds"] = round(seconds_before + time.perf_counter() - start_time, 3)
-                state.history.append(row)
-                state.epoch = epoch
-                if self._improved(row, state):
-                    state.best_value, state.best_epoch, state.bad_epochs = self._monitored(row), epoch, 0
-                    best_weights = copy.deepcopy(self.module.state_dict())
-                else:
-                    state.bad_epochs += 1
-                patience = self.config.patience
-                state.finished = epoch + 1 == self.config.epochs or (patience > 0 and state.bad_epochs >= patience)
-                self._save(state, scheduler, best_weights)
-                bar.advance(row, self.task.primary_metric)
+        if self.dist.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = torch.nn.parallel.DistributedDataParallel(self.module, device_ids=ids)
+        try:
+            with _ProgressBar(self.show_progress and self.dist.is_main, self.config.epochs, resumed or 0) as bar:
+                for epoch in range(state.epoch + 1, self.config.epochs):
+                    if state.finished:
+                        break
+                    lr = self.optimizer.param_groups[0]["lr"]  # the rate this epoch starts with
+                    row = {"epoch": epoch, "train_loss": self._train_epoch(train, epoch, loss_fn, scheduler, bar), "lr": lr}
+                    if val is not None:
+                        row.update(self._validate(val, val_targets, loss_fn))
+                    row["seconds"] = round(seconds_before + time.perf_counter() - start_time, 3)
+                    state.history.append(row)
+                    state.epoch = epoch
+                    if self._improved(row, state):
+                        state.best_value, state.best_epoch, state.bad_epochs = self._monitored(row), epoch, 0
+                        best_weights = copy.deepcopy(self.module.state_dict())
+                    else:
+                        state.bad_epochs += 1
+                    patience = self.config.patience
+                    state.finished = epoch + 1 == self.config.epochs or (patience > 0 and state.bad_epochs >= patience)
+                    self._save(state, scheduler, best_weights)
+                    bar.advance(row, self.task.primary_metric)
+        finally:
+            # DDP holds the process group: kept after fit, it outlives destroy_process_group, and the
+            # interpreter's teardown then destroys gloo's threads unjoined (SIGABRT at exit)
+            self.model = self.module
         if best_weights is not None:
             self.module.load_state_dict(best_weights)
         return TrainResult(
