@@ -56,6 +56,11 @@ class Bundle:
     def kind(self) -> str:
         return get_model_entry(self.model_name).kind
 
+    @property
+    def members(self) -> int:
+        """How many networks the model averages: 1, or the size of a deep ensemble."""
+        return len(self.model.members) if _is_ensemble(self.model) else 1
+
     def predict_scores(self, inputs: Any, *, calibrated: bool = True) -> np.ndarray:
         """Probabilities (or regression values) for modality inputs (e.g. a DataFrame of features),
         recalibrated as fitted on validation unless ``calibrated=False``."""
@@ -170,7 +175,7 @@ def save_bundle(bundle: Bundle, path: str | Path) -> Path:
             "name": bundle.model_name,
             "kind": bundle.kind,
             "kwargs": _jsonable(bundle.model_kwargs),
-            "members": len(bundle.model.members) if _is_ensemble(bundle.model) else 1,
+            "members": bundle.members,
             "file": weights.name,
             "sha256": _sha256(weights),
         },

@@ -17,8 +17,8 @@ from medtorch.version import BUNDLE_FORMAT_VERSION, __version__
 
 
 def _bundle(task=None, model_name: str = "mlp") -> SimpleNamespace:
-    """What model_card reads of a bundle: its task, model name and modality."""
-    return SimpleNamespace(task=task or BinaryTask(["healthy", "sick"], "sick"), model_name=model_name, modality=Tabular())
+    """What model_card reads of a bundle: its task, model name, member count and modality."""
+    return SimpleNamespace(task=task or BinaryTask(["healthy", "sick"], "sick"), model_name=model_name, members=1, modality=Tabular())
 
 
 def _gap(flagged: bool) -> dict:

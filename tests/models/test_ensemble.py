@@ -72,3 +72,10 @@ def test_each_member_is_logged_and_no_checkpoint_is_left_behind(runs):
 def test_a_single_model_bundle_says_it_has_one_member(runs):
     config = json.loads((runs["seed0"].out_dir / "bundle" / "medtorch.json").read_text())
     assert config["model"]["members"] == 1 and not isinstance(runs["seed0"].bundle.model, Ensemble)
+
+
+def test_the_model_card_and_report_say_the_model_is_an_ensemble(runs):
+    folder = runs["pair"].out_dir
+    assert json.loads((folder / "metrics.json").read_text())["model_card"]["members"] == 2
+    assert "a deep ensemble of 2" in (folder / "report.html").read_text()
+    assert "deep ensemble" not in (runs["seed0"].out_dir / "report.html").read_text()

@@ -25,6 +25,7 @@ def model_card(bundle: Any, summary: dict[str, Any], *, source: str | None, inte
     what = f"telling {task.positive} from {task.negative}" if task.type == "binary" else f"{task.type} prediction"
     return {
         "model": bundle.model_name,
+        "members": bundle.members,
         "modality": bundle.modality.name,
         "task": task.type,
         "intended_use": intended_use

@@ -97,13 +97,18 @@ def _model_card(card: dict[str, Any] | None) -> str:
     data = card["data"]
     rows = [
         ("Intended use", html.escape(card["intended_use"])),
-        ("Model", f"{html.escape(card['model'])} ({html.escape(card['modality'])}, {html.escape(card['task'])})"),
+        ("Model", f"{html.escape(card['model'])}{_ensemble_note(card)} ({html.escape(card['modality'])}, {html.escape(card['task'])})"),
         ("Data", html.escape(f"{data.get('source') or 'in-memory data'}; evaluated on {data.get('evaluated_on')} (n = {data.get('n')})")),
         ("Version", html.escape(version)),
     ]
     limits = "".join(f"<li>{html.escape(item)}</li>" for item in card["limitations"]) or "<li>none found</li>"
     table = "<table>" + "".join(f"<tr><th>{k}</th><td class=text>{v}</td></tr>" for k, v in rows) + "</table>"
     return _section("Model card", "What the model is for, what it was evaluated on, and what limits trust in it.", table + f"<p>Limitations:</p><ul>{limits}</ul>")
+
+
+def _ensemble_note(card: dict[str, Any]) -> str:
+    members = card.get("members", 1)  # cards written before ensembles have no count
+    return f", a deep ensemble of {members}" if members > 1 else ""
 
 
 def _checks(checks: dict[str, Any] | None) -> str:
