@@ -48,6 +48,7 @@ CANDIDATES = {  # settings a benchmark may choose among on validation; "defaults
     "sqrt_weights": {"train": {"class_weights": "sqrt"}},
     "patience16": {"train": {"patience": 16}},
     "bf16_ensemble3": {"train": {"mixed_precision": True, "ensemble": 3}},
+    "rr_linear_balanced": {"model": {"name": "rr_linear"}, "train": {"class_weights": "balanced"}},
 }
 
 

@@ -328,6 +328,22 @@ def test_bundles_written_before_windows_existed_still_load():
     assert Signals().preprocessor_from_config(legacy).extra_std == [1.0] * 7
 
 
+def test_rr_linear_tells_premature_beats_by_their_rr_ratio_alone():
+    """Same shape, earlier beat: the RR ratio decides, as in de Chazal et al. (2004)."""
+    torch.manual_seed(0)
+    n, length = 400, 64
+    premature = torch.rand(n) < 0.3
+    ratio = torch.where(premature, 0.7, 1.0) + 0.05 * torch.randn(n)
+    x = torch.cat([torch.randn(n, length) * 0.1, ratio[:, None]], dim=1)
+    model = create_model("rr_linear", in_channels=1, length=length, n_extra=1, out_features=2)
+    optimiser = torch.optim.Adam(model.parameters(), lr=5e-2)
+    for _ in range(300):
+        optimiser.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), premature.long()).backward()
+        optimiser.step()
+    assert (model(x).argmax(dim=1) == premature.long()).float().mean() > 0.97
+
+
 @pytest.mark.parametrize("name", list_models(modality="signal"))
 def test_every_signal_model_reads_ten_second_windows(name):
     model = create_model(name, in_channels=1, length=1280, n_extra=len(signal_io.WINDOW_FEATURES), out_features=4)

@@ -1,4 +1,5 @@
-"""Biosignal classifiers: a 1-D ResNet, a GRU (the seeds' RNN), and a CNN that also reads RR features.
+"""Biosignal classifiers: a 1-D ResNet, a GRU (the seeds' RNN), a CNN that also reads RR features,
+and a linear model on RR features and a coarse beat shape.
 
 Every model takes the signal modality's flat input, ``(batch, leads * length + n_extra)``: the
 beat (or window) samples lead after lead, then ``n_extra`` hand-made features (RR intervals).
@@ -110,3 +111,22 @@ def cnn_rr(in_channels: int, length: int, out_features: int, n_extra: int = 0, w
 def gru(in_channels: int, length: int, out_features: int, n_extra: int = 0, hidden: int = 64, downsample: int = 4, dropout: float = 0.2) -> nn.Module:
     """A bidirectional GRU over the (down-sampled) samples, with the extra features at its head."""
     return GRUClassifier(in_channels, length, n_extra, out_features, hidden, downsample, dropout)
+
+
+class LinearRR(_SignalModel):
+    def __init__(self, in_channels: int, length: int, n_extra: int, out_features: int, shape_points: int):
+        super().__init__(in_channels, length, n_extra)
+        self.shape = nn.AdaptiveAvgPool1d(shape_points) if shape_points else None
+        self.linear = nn.Linear(n_extra + in_channels * shape_points, out_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        samples, extra = self.split(x)
+        parts = [extra] if self.shape is None else [extra, self.shape(samples).flatten(1)]
+        return self.linear(torch.cat(parts, dim=1))
+
+
+@register_model("rr_linear", modality="signal", lr=1e-2, weight_decay=1e-4)
+def rr_linear(in_channels: int, length: int, out_features: int, n_extra: int = 0, shape_points: int = 8) -> nn.Module:
+    """A linear model on the extra features (RR intervals and their ratios) and the beat averaged to
+    ``shape_points`` per lead, after de Chazal et al. (2004): few weights, so it carries over to new patients."""
+    return LinearRR(in_channels, length, n_extra, out_features, shape_points)
