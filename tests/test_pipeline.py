@@ -148,18 +148,34 @@ def test_evaluate_bundle_on_one_split_of_a_file_with_a_predefined_split(tmp_path
     assert summary["n"] == len(frame) and summary["evaluated_on"] == "external"
 
 
-def test_the_modalitys_training_defaults_fill_what_the_user_left_unset(tmp_path):
+def _tiny_images(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = np.arange(40) % 2
+    images = (rng.random((40, 12, 12)) * 100 + labels[:, None, None] * 100).astype(np.uint8)
+    np.savez(tmp_path / "tiny.npz", **{f"{s}_images": images for s in ("train", "val", "test")}, **{f"{s}_labels": labels for s in ("train", "val", "test")})
+    return tmp_path / "tiny.npz"
+
+
+@pytest.mark.parametrize("as_object", [False, True], ids=["overrides", "RunConfig"])
+def test_the_modalitys_training_defaults_fill_what_the_user_left_unset(tmp_path, as_object):
     """Images train with their own defaults (cosine schedule, early stopping on AUROC); a value the user sets wins."""
     import yaml
 
     from medtorch.data.imaging import Imaging
 
-    rng = np.random.default_rng(0)
-    labels = np.arange(40) % 2
-    images = (rng.random((40, 12, 12)) * 100 + labels[:, None, None] * 100).astype(np.uint8)
-    np.savez(tmp_path / "tiny.npz", **{f"{s}_images": images for s in ("train", "val", "test")}, **{f"{s}_labels": labels for s in ("train", "val", "test")})
-    overrides = {"train": {"epochs": 1, "patience": 3}, "evaluate": {"bootstrap": 0, "baselines": False}}
-    medtorch.train(tmp_path / "tiny.npz", out=tmp_path / "run", overrides=overrides, progress=False)
+    from medtorch.config import RunConfig
+
+    settings = {"train": {"epochs": 1, "patience": 3}, "evaluate": {"bootstrap": 0, "baselines": False}}
+    given = {"config": RunConfig.model_validate(settings)} if as_object else {"overrides": settings}
+    medtorch.train(_tiny_images(tmp_path), out=tmp_path / "run", progress=False, **given)
     train = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["train"]
     assert {k: train[k] for k in ("schedule", "monitor")} == {k: Imaging.train_defaults[k] for k in ("schedule", "monitor")}
     assert train["epochs"] == 1 and train["patience"] == 3
+
+
+def test_an_ensemble_of_a_scikit_learn_model_is_refused(tmp_path):
+    from medtorch.errors import ConfigError
+
+    overrides = {"model": {"name": "logistic_regression"}, "train": {"ensemble": 3}}
+    with pytest.raises(ConfigError, match="ensemble"):
+        medtorch.train(table().assign(y=np.arange(240) % 2), target="y", out=tmp_path / "run", overrides=overrides, progress=False)

@@ -105,8 +105,8 @@ def train(
     summary["evaluated_on"] = "test" if len(test_idx) else "validation"
     explanations = modality.explain(fitted.bundle, records.subset(evaluated_on))
     _write_outputs(out_dir, summary, fitted.bundle, cfg, explanations, fitted.history, source=_source_name(source))
-    for checkpoint in out_dir.glob("checkpoint*.safetensors"):
-        checkpoint.unlink()
+    for checkpoint in [out_dir / "checkpoint.safetensors", *out_dir.glob("checkpoint.member*.safetensors")]:
+        checkpoint.unlink(missing_ok=True)
     return RunResult(out_dir, cfg, summary, fitted.bundle)
 
 
@@ -136,6 +136,8 @@ def fit_bundle(
     training: dict[str, Any] = {}
     history: list[dict[str, float]] = []
     if entry.kind == "sklearn":
+        if cfg.train.ensemble > 1:
+            raise ConfigError(f"train.ensemble averages neural networks; {entry.name} is a scikit-learn model")
         kwargs = _checked_kwargs(entry, {"task_type": task.type, "seed": cfg.train.seed, **cfg.model.kwargs()})
         model = create_model(entry.name, **kwargs)
         from threadpoolctl import threadpool_limits
@@ -166,7 +168,7 @@ def fit_bundle(
                 checkpoint_path=_member_file(run_dir, "checkpoint.safetensors", member),
                 log_path=_member_file(run_dir, "train_log.csv", member),
                 progress=progress,
-                fingerprint=_fingerprint(cfg) + f"-member{member}",
+                fingerprint=_fingerprint(cfg) + (f"-member{member}" if member else ""),
             )
             results.append(trainer.fit(train_set, val_set))
             members.append(trainer.module.cpu().eval())
@@ -180,7 +182,10 @@ def fit_bundle(
             "seconds": round(sum(r.seconds for r in results), 2),
         }
         if len(results) > 1:
-            training["members"] = [{"seed": cfg.train.seed + i, "best_epoch": r.best_epoch, "epochs_run": len(r.history)} for i, r in enumerate(results)]
+            training["members"] = [
+                {"seed": cfg.train.seed + i, "best_epoch": r.best_epoch, "epochs_run": len(r.history), "resumed_from_epoch": r.resumed_from_epoch}
+                for i, r in enumerate(results)
+            ]
     reading = {k: v for k, v in cfg.data.model_dump(mode="json").items() if k in BUNDLED_DATA_SETTINGS}
     bundle = Bundle(model, entry.name, kwargs, task, modality, preprocessor, data_config=reading)
     if entry.kind == "torch":
@@ -399,7 +404,7 @@ class _Steps:
 
 def _as_config(config: Any, overrides: dict[str, Any]) -> RunConfig:
     if isinstance(config, RunConfig):
-        return parse_config(merge(config.model_dump(mode="json"), overrides))
+        return parse_config(merge(config.model_dump(mode="json", exclude_unset=True), overrides))  # unset stays unset
     if isinstance(config, dict):
         return parse_config(merge(config, overrides))
     return load_config(config, overrides)

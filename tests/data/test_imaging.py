@@ -527,6 +527,11 @@ def test_augmentation_repeats_under_the_same_torch_seed_and_differs_under_anothe
     assert torch.equal(first, again) and not torch.equal(first, other)
 
 
+def test_augmentation_keeps_the_images_dtype():
+    torch.manual_seed(0)
+    assert BatchAugmentation(2)(bright_dot(4).double()).dtype == torch.float64
+
+
 def test_intensity_augmentation_scales_and_shifts_by_at_most_ten_percent():
     torch.manual_seed(0)
     augmented = BatchAugmentation(2, rotate=0.0, scale=0.0, shift=0.0)(torch.ones(500, 1, 8, 8))

@@ -328,6 +328,13 @@ def test_bundles_written_before_windows_existed_still_load():
     assert Signals().preprocessor_from_config(legacy).extra_std == [1.0] * 7
 
 
+def test_rr_linear_without_any_input_feature_is_refused():
+    from medtorch.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="rr_linear"):
+        create_model("rr_linear", in_channels=1, length=64, n_extra=0, out_features=2, shape_points=0)
+
+
 def test_rr_linear_tells_premature_beats_by_their_rr_ratio_alone():
     """Same shape, earlier beat: the RR ratio decides, as in de Chazal et al. (2004)."""
     torch.manual_seed(0)

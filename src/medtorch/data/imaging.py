@@ -411,12 +411,13 @@ class BatchAugmentation:
         theta = self._affines(n)
         moved = torch.rand(n) < 0.8
         theta[~moved] = torch.eye(dims, dims + 1)
+        theta = theta.to(dtype=images.dtype, device=images.device)
         resample = AffineTransform(normalized=True, mode="bilinear", padding_mode="border", align_corners=False)
         images = resample(images, theta)
         view = (n,) + (1,) * (images.ndim - 1)
         factor = 1 + self.intensity * (2 * torch.rand(n) - 1) * (torch.rand(n) < 0.5)
         offset = self.intensity * (2 * torch.rand(n) - 1) * (torch.rand(n) < 0.5)
-        return images * factor.view(view) + offset.view(view)
+        return images * factor.to(images).view(view) + offset.to(images).view(view)
 
     def _affines(self, n: int) -> torch.Tensor:
         """(n, d, d + 1) matrices mapping output to input coordinates in [-1, 1]."""

@@ -65,7 +65,7 @@ def explain_image(bundle: Bundle, image: Any, explained_class: Any = None) -> Ex
     # MONAI's default post-processing maps (min, max) to (1, 0), flipping the map; scale it ourselves
     members = list(model.members) if isinstance(model, Ensemble) else [model]  # an ensemble's map: its members' mean
     cams = [GradCAM(nn_module=m, target_layers=target_layer(m), postprocessing=lambda x: x) for m in members]
-    heatmap = np.mean([cam(x=tensor, class_idx=class_index)[0, 0].detach().numpy() for cam in cams], axis=0)
+    heatmap = np.mean([_unit(cam(x=tensor, class_idx=class_index)[0, 0].detach().numpy()) for cam in cams], axis=0)  # each member weighs alike
     if task.type == "binary":  # the probability of the predicted label, not always of the positive class
         probability = float(scores[0] if label == task.positive else 1 - scores[0])
     else:

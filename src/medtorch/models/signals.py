@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from medtorch.errors import ConfigError
 from medtorch.registry import register_model
 
 
@@ -116,6 +117,8 @@ def gru(in_channels: int, length: int, out_features: int, n_extra: int = 0, hidd
 class LinearRR(_SignalModel):
     def __init__(self, in_channels: int, length: int, n_extra: int, out_features: int, shape_points: int):
         super().__init__(in_channels, length, n_extra)
+        if n_extra + in_channels * shape_points == 0:
+            raise ConfigError("rr_linear needs extra features (RR intervals) or shape_points above 0")
         self.shape = nn.AdaptiveAvgPool1d(shape_points) if shape_points else None
         self.linear = nn.Linear(n_extra + in_channels * shape_points, out_features)
 
