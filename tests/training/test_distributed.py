@@ -60,7 +60,19 @@ for name, s in scenarios.items():
 """ % {"batch": GLOBAL_BATCH}
 
 
+EXIT_ABORT = "terminate called without an active exception"  # gloo's threads torn down at interpreter exit
+
+
 def launch(arguments: list[str], timeout: float = 180) -> subprocess.CompletedProcess:
+    """Run a command (under torchrun); a worker that aborts in gloo's teardown after its work is done
+    (about 1 launch in 30 here, a PyTorch issue: pytorch/pytorch#179291) is given one more launch."""
+    result = _launch_once(arguments, timeout)
+    if result.returncode != 0 and EXIT_ABORT in result.stdout:
+        result = _launch_once(arguments, timeout)
+    return result
+
+
+def _launch_once(arguments: list[str], timeout: float) -> subprocess.CompletedProcess:
     """Run a command in its own process group; on timeout kill the whole group (torchrun and its workers)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
@@ -162,7 +174,7 @@ def test_cli_under_torchrun_writes_one_complete_run_folder(tmp_path):
     frame.to_csv(tmp_path / "table.csv", index=False)
     out = tmp_path / "run"
     command = [str(TORCHRUN), "--standalone", "--nproc-per-node=2", "-m", "medtorch", "train"]
-    command += ["--data", str(tmp_path / "table.csv"), "--target", "y", "--out", str(out), "--model", "mlp", "--epochs", "3", "--quiet"]
+    command += ["--data", str(tmp_path / "table.csv"), "--target", "y", "--out", str(out), "--model", "mlp", "--epochs", "3", "--quiet", "--overwrite"]  # a relaunch replaces the run
     result = launch(command)
     assert result.returncode == 0, result.stdout[-2000:]
     assert {"config.yaml", "bundle", "metrics.json", "train_log.csv", "report.html"} <= {p.name for p in out.iterdir()}
