@@ -179,3 +179,51 @@ def test_an_ensemble_of_a_scikit_learn_model_is_refused(tmp_path):
     overrides = {"model": {"name": "logistic_regression"}, "train": {"ensemble": 3}}
     with pytest.raises(ConfigError, match="ensemble"):
         medtorch.train(table().assign(y=np.arange(240) % 2), target="y", out=tmp_path / "run", overrides=overrides, progress=False)
+
+
+def _three_classes(n: int = 450, seed: int = 0) -> pd.DataFrame:
+    """A rare class (10%) that the features separate only partly, with a fixed split column."""
+    rng = np.random.default_rng(seed)
+    frame = table(n, seed)
+    frame["y"] = np.where(frame.a + rng.normal(0, 0.5, n) > 1.3, "rare", np.where(frame.b > 0, "up", "down"))
+    frame["split"] = np.array(["train", "train", "train", "val", "test"])[np.arange(n) % 5]
+    return frame
+
+
+@pytest.fixture(scope="module")
+def auto_weighted_run(tmp_path_factory):
+    overrides = {
+        "data": {"split_column": "split"},
+        "model": {"name": "mlp"},
+        "train": {"epochs": 4, "class_weights": "auto"},
+        "evaluate": {"bootstrap": 0, "baselines": False},
+    }
+    out = tmp_path_factory.mktemp("auto") / "run"
+    return medtorch.train(_three_classes(), target="y", out=out, overrides=overrides, progress=False)
+
+
+def test_auto_class_weights_keep_the_weighting_with_the_best_validation_macro_f1(auto_weighted_run):
+    from sklearn.metrics import f1_score
+
+    choice = auto_weighted_run.metrics["training"]["class_weights"]
+    assert set(choice["validation"]) == {"none", "sqrt", "balanced"}
+    assert choice["validation"][choice["chosen"]] == max(choice["validation"].values())
+    val = _three_classes().query("split == 'val'")
+    predicted = auto_weighted_run.bundle.predict(val.drop(columns=["y", "split"]))["prediction"]
+    assert f1_score(val.y, predicted, average="macro") == pytest.approx(choice["validation"][choice["chosen"]], abs=1e-3)
+
+
+def test_auto_class_weights_leave_one_train_log_and_no_checkpoint(auto_weighted_run):
+    folder = auto_weighted_run.out_dir
+    assert (folder / "train_log.csv").exists()
+    assert {p.name for p in folder.glob("train_log.weights-*.csv")} == {f"train_log.weights-{w}.csv" for w in ("none", "sqrt", "balanced")}
+    assert not list(folder.glob("checkpoint*.safetensors"))
+    assert "class_weights: auto" in (folder / "config.yaml").read_text()
+
+
+def test_auto_class_weights_on_a_regression_target_train_once(tmp_path):
+    frame = table().assign(y=lambda f: f.a * 2 + f.b)
+    overrides = {"model": {"name": "mlp"}, "train": {"epochs": 2, "class_weights": "auto"}, "evaluate": {"bootstrap": 0, "baselines": False}}
+    run = medtorch.train(frame, target="y", out=tmp_path / "run", overrides=overrides, progress=False)
+    assert "class_weights" not in run.metrics["training"]
+    assert not list((tmp_path / "run").glob("train_log.weights-*.csv"))

@@ -88,8 +88,10 @@ class TrainConfig(_Strict):
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD only")
     schedule: Literal["constant", "cosine", "step", "warmup_cosine"] = "constant"
     warmup_epochs: int = Field(5, ge=0, description="warmup_cosine only")
-    class_weights: Literal["none", "balanced", "sqrt"] = Field(
-        "none", description="'balanced' weighs classes by inverse frequency in the loss; 'sqrt' by its square root (softer, for very rare classes)"
+    class_weights: Literal["none", "balanced", "sqrt", "auto"] = Field(
+        "none",
+        description="'balanced' weighs classes by inverse frequency in the loss; 'sqrt' by its square root (softer, for very rare classes); "
+        "'auto' trains with each and keeps the one validation scores best (3x the training time)",
     )
     sampler: Literal["shuffle", "balanced"] = Field("shuffle", description="'balanced' over-samples rare classes")
     grad_clip: float | None = Field(None, gt=0)

@@ -105,7 +105,7 @@ def train(
     summary["evaluated_on"] = "test" if len(test_idx) else "validation"
     explanations = modality.explain(fitted.bundle, records.subset(evaluated_on))
     _write_outputs(out_dir, summary, fitted.bundle, cfg, explanations, fitted.history, source=_source_name(source))
-    for checkpoint in [out_dir / "checkpoint.safetensors", *out_dir.glob("checkpoint.member*.safetensors")]:
+    for checkpoint in [out_dir / "checkpoint.safetensors", *out_dir.glob("checkpoint.*.safetensors")]:  # medtorch's names only
         checkpoint.unlink(missing_ok=True)
     return RunResult(out_dir, cfg, summary, fitted.bundle)
 
@@ -146,34 +146,67 @@ def fit_bundle(
         with threadpool_limits(1 if len(train_idx) < 20_000 else None):
             model.fit(preprocessor.feature_matrix(train_records.inputs), _sklearn_target(task, y_train))
     else:
+        kwargs = _checked_kwargs(entry, {**preprocessor.model_kwargs(), "out_features": task.out_features, **cfg.model.kwargs()})
+        train_set = preprocessor.dataset(train_records.inputs, y_train, train=True)
+        val_set = preprocessor.dataset(val_records.inputs, y_val)
+        networks = _Networks(entry.name, kwargs, task, train_set, val_set, run_dir, progress)
+        if cfg.train.class_weights == "auto" and task.type != "regression":
+            model, history, training = networks.choose_class_weights(cfg, y_val)
+        else:
+            model, history, training = networks.train(_with_class_weights(cfg, "none" if cfg.train.class_weights == "auto" else cfg.train.class_weights))
+    reading = {k: v for k, v in cfg.data.model_dump(mode="json").items() if k in BUNDLED_DATA_SETTINGS}
+    bundle = Bundle(model, entry.name, kwargs, task, modality, preprocessor, data_config=reading)
+    if entry.kind == "torch":
+        bundle.test_time_augmentation = cfg.evaluate.test_time_augmentation
+    _fit_on_validation(bundle, val_records, cfg)
+    return FitResult(bundle, history, training)
+
+
+CLASS_WEIGHTINGS = ("none", "sqrt", "balanced")  # what train.class_weights: auto chooses among
+
+
+def _with_class_weights(cfg: RunConfig, option: str) -> RunConfig:
+    return cfg.model_copy(update={"train": cfg.train.model_copy(update={"class_weights": option})})
+
+
+@dataclass
+class _Networks:
+    """Trains a registered network (or a deep ensemble of them) on one split, writing checkpoints and logs to ``run_dir``."""
+
+    name: str
+    kwargs: dict[str, Any]
+    task: Task
+    train_set: Any
+    val_set: Any
+    run_dir: Path | None
+    progress: bool
+
+    def train(self, cfg: RunConfig, tag: str = "") -> tuple[Any, list[dict[str, float]], dict[str, Any]]:
+        """The model (an ``Ensemble`` when ``train.ensemble`` > 1), the first member's history, and a training summary."""
         import torch
 
         from medtorch.models.ensemble import Ensemble
         from medtorch.training import Trainer
 
-        kwargs = _checked_kwargs(entry, {**preprocessor.model_kwargs(), "out_features": task.out_features, **cfg.model.kwargs()})
-        train_set = preprocessor.dataset(train_records.inputs, y_train, train=True)
-        val_set = preprocessor.dataset(val_records.inputs, y_val)
         members, results = [], []
         for member in range(cfg.train.ensemble):
             settings = cfg.train.model_copy(update={"seed": cfg.train.seed + member})
             torch.manual_seed(settings.seed)
             trainer = Trainer(
-                create_model(entry.name, **kwargs),
-                task,
+                create_model(self.name, **self.kwargs),
+                self.task,
                 settings,
                 lr=cfg.train.lr,
                 weight_decay=cfg.train.weight_decay,
                 batch_size=cfg.train.batch_size,
-                checkpoint_path=_member_file(run_dir, "checkpoint.safetensors", member),
-                log_path=_member_file(run_dir, "train_log.csv", member),
-                progress=progress,
+                checkpoint_path=_run_file(self.run_dir, "checkpoint.safetensors", member, tag),
+                log_path=_run_file(self.run_dir, "train_log.csv", member, tag),
+                progress=self.progress,
                 fingerprint=_fingerprint(cfg) + (f"-member{member}" if member else ""),
             )
-            results.append(trainer.fit(train_set, val_set))
+            results.append(trainer.fit(self.train_set, self.val_set))
             members.append(trainer.module.cpu().eval())
         model = members[0] if len(members) == 1 else Ensemble(members).eval()
-        history = results[0].history  # the report's learning curves follow the first member
         training = {
             "best_epoch": results[0].best_epoch,
             "epochs_run": len(results[0].history),
@@ -186,12 +219,32 @@ def fit_bundle(
                 {"seed": cfg.train.seed + i, "best_epoch": r.best_epoch, "epochs_run": len(r.history), "resumed_from_epoch": r.resumed_from_epoch}
                 for i, r in enumerate(results)
             ]
-    reading = {k: v for k, v in cfg.data.model_dump(mode="json").items() if k in BUNDLED_DATA_SETTINGS}
-    bundle = Bundle(model, entry.name, kwargs, task, modality, preprocessor, data_config=reading)
-    if entry.kind == "torch":
-        bundle.test_time_augmentation = cfg.evaluate.test_time_augmentation
-    _fit_on_validation(bundle, val_records, cfg)
-    return FitResult(bundle, history, training)
+        return model, results[0].history, training  # the report's learning curves follow the first member
+
+    def choose_class_weights(self, cfg: RunConfig, y_val: np.ndarray) -> tuple[Any, list[dict[str, float]], dict[str, Any]]:
+        """Train once per weighting in :data:`CLASS_WEIGHTINGS`; keep the one with the best validation score
+        (macro F1 at argmax with several classes; AUROC with two, whose threshold is chosen on validation later)."""
+        from medtorch.inference import predict_scores
+
+        fitted, scores = {}, {}
+        for option in CLASS_WEIGHTINGS:
+            fitted[option] = self.train(_with_class_weights(cfg, option), tag=f"weights-{option}")
+            scores[option] = round(_weighting_score(self.task, y_val, predict_scores(fitted[option][0], self.task, self.val_set)), 4)
+        chosen = max(CLASS_WEIGHTINGS, key=lambda option: scores[option])  # ties go to the earlier, simpler weighting
+        if self.run_dir is not None:
+            shutil.copyfile(_run_file(self.run_dir, "train_log.csv", 0, f"weights-{chosen}"), self.run_dir / "train_log.csv")
+        model, history, training = fitted[chosen]
+        return model, history, {**training, "class_weights": {"chosen": chosen, "validation": scores}}
+
+
+def _weighting_score(task: Task, y: np.ndarray, scores: np.ndarray) -> float:
+    from medtorch.evaluation.metrics import primary_metric
+
+    if task.type == "multiclass":
+        from sklearn.metrics import f1_score
+
+        return float(f1_score(y, np.argmax(scores, axis=1), average="macro"))
+    return float(primary_metric(task, y, scores))
 
 
 def _fit_on_validation(bundle: Bundle, val_records: Records, cfg: RunConfig) -> None:
@@ -426,7 +479,7 @@ def _prepare_out_dir(out_dir: Path, overwrite: bool) -> Path:
         for name in RUN_FILES:
             target = out_dir / name
             shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
-        for member_file in [*out_dir.glob("checkpoint.member*.safetensors"), *out_dir.glob("train_log.member*.csv")]:
+        for member_file in [*out_dir.glob("checkpoint.*.safetensors"), *out_dir.glob("train_log.*.csv")]:
             member_file.unlink()
     out_dir.mkdir(parents=True, exist_ok=True)
     return out_dir
@@ -468,11 +521,13 @@ def _label_names(cfg: RunConfig) -> list[str] | None:
     return list(cfg.data.target) if isinstance(cfg.data.target, list) else None
 
 
-def _member_file(run_dir: Path | None, name: str, member: int) -> Path | None:
-    """``name`` in the run folder for the first ensemble member, ``stem.member<i>.suffix`` for the others."""
+def _run_file(run_dir: Path | None, name: str, member: int = 0, tag: str = "") -> Path | None:
+    """``name`` in the run folder, as ``stem[.tag][.member<i>].suffix`` for a tagged run or a later ensemble member."""
     if run_dir is None:
         return None
-    return run_dir / (name if member == 0 else f"{Path(name).stem}.member{member}{Path(name).suffix}")
+    path = Path(name)
+    parts = [path.stem, *([tag] if tag else []), *([f"member{member}"] if member else [])]
+    return run_dir / (".".join(parts) + path.suffix)
 
 
 def _fingerprint(cfg: RunConfig) -> str:

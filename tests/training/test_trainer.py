@@ -613,3 +613,8 @@ def test_mixed_precision_auto_keeps_float32_on_cpu():
     model.register_forward_hook(lambda module, args, output: seen.append(output.dtype))
     trainer(model, config(epochs=1)).fit(separable(100, 0))
     assert seen[0] == torch.float32
+
+
+def test_the_trainer_refuses_auto_class_weights_which_only_the_pipeline_chooses():
+    with pytest.raises(MedtorchError, match="auto"):
+        trainer(mlp(), config(class_weights="auto")).fit(separable(100, 0))

@@ -29,7 +29,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset, default_collate
 
 from medtorch.config import TrainConfig
-from medtorch.errors import MedtorchError
+from medtorch.errors import ConfigError, MedtorchError
 from medtorch.inference import model_outputs
 from medtorch.tasks import Task
 from medtorch.training import checkpoint as ckpt
@@ -104,6 +104,8 @@ class Trainer:
     def fit(self, train: Dataset, val: Dataset | None = None, class_weights: np.ndarray | None = None) -> TrainResult:
         """Train until ``epochs`` or early stopping; leaves the best epoch's weights in the model."""
         start_time = time.perf_counter()
+        if self.config.class_weights == "auto":
+            raise ConfigError("class_weights 'auto' is chosen by the pipeline (medtorch.train); give the trainer none, sqrt or balanced")
         if class_weights is None and self.config.class_weights != "none":
             class_weights = self.task.balanced_class_weights(_targets(train).numpy())
             if class_weights is not None and self.config.class_weights == "sqrt":
