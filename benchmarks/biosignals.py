@@ -48,6 +48,7 @@ CANDIDATES = {  # settings a benchmark may choose among on validation; "defaults
     "sqrt_weights": {"train": {"class_weights": "sqrt"}},
     "patience16": {"train": {"patience": 16}},
     "bf16_ensemble3": {"train": {"mixed_precision": True, "ensemble": 3}},
+    "auto_weights": {"train": {"class_weights": "auto"}},
     "rr_linear_balanced": {"model": {"name": "rr_linear"}, "train": {"class_weights": "balanced"}},
     "rr_linear_sqrt": {"model": {"name": "rr_linear"}, "train": {"class_weights": "sqrt"}},
     "rr_linear_32_points": {"model": {"name": "rr_linear", "shape_points": 32}, "train": {"class_weights": "sqrt"}},
