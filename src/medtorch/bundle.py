@@ -139,6 +139,14 @@ class Bundle:
             table["interval_low"], table["interval_high"] = self.conformal.intervals(scores)
         return table
 
+    def decide(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The predicted label of each row of scores (binary: at the saved threshold) and the probability
+        the model gives that label, for one-label tasks (binary, multiclass)."""
+        labels = self.describe_scores(scores)["prediction"].to_numpy()
+        if self.task.type == "binary":
+            return labels, np.where(labels == self.task.positive, scores, 1 - scores)
+        return labels, scores.max(axis=1)
+
     def _with_sets(self, table: Any, scores: np.ndarray, classes: list[Any]) -> Any:
         if self.conformal is None:
             return table

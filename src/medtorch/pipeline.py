@@ -105,8 +105,8 @@ def train(
     summary["evaluated_on"] = "test" if len(test_idx) else "validation"
     explanations = modality.explain(fitted.bundle, records.subset(evaluated_on))
     _write_outputs(out_dir, summary, fitted.bundle, cfg, explanations, fitted.history, source=_source_name(source))
-    for checkpoint in [out_dir / "checkpoint.safetensors", *out_dir.glob("checkpoint.*.safetensors")]:  # medtorch's names only
-        checkpoint.unlink(missing_ok=True)
+    for checkpoint in _checkpoints(out_dir):
+        checkpoint.unlink()
     return RunResult(out_dir, cfg, summary, fitted.bundle)
 
 
@@ -150,10 +150,7 @@ def fit_bundle(
         train_set = preprocessor.dataset(train_records.inputs, y_train, train=True)
         val_set = preprocessor.dataset(val_records.inputs, y_val)
         networks = _Networks(entry.name, kwargs, task, train_set, val_set, run_dir, progress)
-        if cfg.train.class_weights == "auto" and task.type != "regression":
-            model, history, training = networks.choose_class_weights(cfg, y_val)
-        else:
-            model, history, training = networks.train(_with_class_weights(cfg, "none" if cfg.train.class_weights == "auto" else cfg.train.class_weights))
+        model, history, training = networks.choose_class_weights(cfg, y_val) if cfg.train.class_weights == "auto" else networks.train(cfg)
     reading = {k: v for k, v in cfg.data.model_dump(mode="json").items() if k in BUNDLED_DATA_SETTINGS}
     bundle = Bundle(model, entry.name, kwargs, task, modality, preprocessor, data_config=reading)
     if entry.kind == "torch":
@@ -411,6 +408,8 @@ def resolve_config(cfg: RunConfig, modality: Modality, task: Task, n_train: int)
     name = cfg.model.name or modality.default_model
     entry = get_model_entry(name)
     train_updates = {k: v for k, v in modality.train_defaults.items() if k not in cfg.train.model_fields_set}
+    if task.type == "regression" and cfg.train.class_weights == "auto":
+        train_updates["class_weights"] = "none"  # no classes to weigh
     if cfg.train.batch_size == "auto":
         train_updates["batch_size"] = auto_batch_size(n_train)
     if cfg.train.lr is None:
@@ -479,7 +478,7 @@ def _prepare_out_dir(out_dir: Path, overwrite: bool) -> Path:
         for name in RUN_FILES:
             target = out_dir / name
             shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
-        for member_file in [*out_dir.glob("checkpoint.*.safetensors"), *out_dir.glob("train_log.*.csv")]:
+        for member_file in [*_checkpoints(out_dir), *out_dir.glob("train_log.*.csv")]:  # of ensemble members, weightings
             member_file.unlink()
     out_dir.mkdir(parents=True, exist_ok=True)
     return out_dir
@@ -519,6 +518,11 @@ def _sklearn_target(task: Task, encoded: np.ndarray) -> np.ndarray:
 
 def _label_names(cfg: RunConfig) -> list[str] | None:
     return list(cfg.data.target) if isinstance(cfg.data.target, list) else None
+
+
+def _checkpoints(out_dir: Path) -> list[Path]:
+    """The checkpoints a run leaves while training (:func:`_run_file` names; nothing else in the folder)."""
+    return [p for p in (out_dir / "checkpoint.safetensors", *out_dir.glob("checkpoint.*.safetensors")) if p.exists()]
 
 
 def _run_file(run_dir: Path | None, name: str, member: int = 0, tag: str = "") -> Path | None:

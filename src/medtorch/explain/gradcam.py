@@ -58,21 +58,16 @@ def explain_image(bundle: Bundle, image: Any, explained_class: Any = None) -> Ex
     item = bundle.read(image).inputs[0] if isinstance(image, (str, Path)) else image
     tensor = preprocessor.load(item)[None]
     scores = bundle.predict_scores([item] if not isinstance(item, np.ndarray) else item[None])
-    described = bundle.describe_scores(scores)
-    label = described["prediction"].iloc[0]
+    labels, probabilities = bundle.decide(scores)  # the probability of the predicted label, not always of the positive class
     class_index = _class_index(task, explained_class, scores[0])
     model = bundle.model.eval()
     # MONAI's default post-processing maps (min, max) to (1, 0), flipping the map; scale it ourselves
     members = list(model.members) if isinstance(model, Ensemble) else [model]  # an ensemble's map: its members' mean
     cams = [GradCAM(nn_module=m, target_layers=target_layer(m), postprocessing=lambda x: x) for m in members]
     heatmap = np.mean([_unit(cam(x=tensor, class_idx=class_index)[0, 0].detach().numpy()) for cam in cams], axis=0)  # each member weighs alike
-    if task.type == "binary":  # the probability of the predicted label, not always of the positive class
-        probability = float(scores[0] if label == task.positive else 1 - scores[0])
-    else:
-        probability = float(np.max(scores[0]))
     display = preprocessor.resized(item).mean(dim=0).numpy()
     explained = task.positive if task.type == "binary" else task.classes[class_index]
-    return Explanation(_unit(heatmap), display, label, probability, explained)
+    return Explanation(_unit(heatmap), display, labels[0], float(probabilities[0]), explained)
 
 
 def _class_index(task: Any, explained_class: Any, scores: np.ndarray) -> int:

@@ -132,13 +132,9 @@ class SignalStream:
 
     def _label(self, features: np.ndarray, times: np.ndarray) -> list[Decision]:
         scores = self.bundle.predict_scores(features)
-        table = self.bundle.describe_scores(scores)
-        labels = table["prediction"].tolist()
+        labels, probability = self.bundle.decide(scores)
+        labels = labels.tolist()
         decided_at = self.received / self.fs
-        if scores.ndim == 1:  # binary: the label comes from the bundle's threshold; give the probability of that label
-            probability = np.where(np.asarray(labels, dtype=object) == self.bundle.task.positive, scores, 1 - scores)
-        else:
-            probability = scores.max(axis=1)
         return [Decision(float(t), label, float(p), decided_at, s) for t, label, p, s in zip(times, labels, probability, scores)]
 
     def _trim(self, keep_from: int) -> None:

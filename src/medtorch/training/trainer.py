@@ -121,34 +121,26 @@ class Trainer:
             resumed = state.epoch + 1
         seconds_before = state.history[-1]["seconds"] if state.history else 0.0
         val_targets = None if val is None else _targets(val)  # once: a dataset may load every item to give them
-        if self.dist.enabled:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.model = torch.nn.parallel.DistributedDataParallel(self.module, device_ids=ids)
-        try:
-            with _ProgressBar(self.show_progress and self.dist.is_main, self.config.epochs, resumed or 0) as bar:
-                for epoch in range(state.epoch + 1, self.config.epochs):
-                    if state.finished:
-                        break
-                    lr = self.optimizer.param_groups[0]["lr"]  # the rate this epoch starts with
-                    row = {"epoch": epoch, "train_loss": self._train_epoch(train, epoch, loss_fn, scheduler, bar), "lr": lr}
-                    if val is not None:
-                        row.update(self._validate(val, val_targets, loss_fn))
-                    row["seconds"] = round(seconds_before + time.perf_counter() - start_time, 3)
-                    state.history.append(row)
-                    state.epoch = epoch
-                    if self._improved(row, state):
-                        state.best_value, state.best_epoch, state.bad_epochs = self._monitored(row), epoch, 0
-                        best_weights = copy.deepcopy(self.module.state_dict())
-                    else:
-                        state.bad_epochs += 1
-                    patience = self.config.patience
-                    state.finished = epoch + 1 == self.config.epochs or (patience > 0 and state.bad_epochs >= patience)
-                    self._save(state, scheduler, best_weights)
-                    bar.advance(row, self.task.primary_metric)
-        finally:
-            # DDP holds the process group: kept after fit, it outlives destroy_process_group, and the
-            # interpreter's teardown then destroys gloo's threads unjoined (SIGABRT at exit)
-            self.model = self.module
+        with self._parallel(), _ProgressBar(self.show_progress and self.dist.is_main, self.config.epochs, resumed or 0) as bar:
+            for epoch in range(state.epoch + 1, self.config.epochs):
+                if state.finished:
+                    break
+                lr = self.optimizer.param_groups[0]["lr"]  # the rate this epoch starts with
+                row = {"epoch": epoch, "train_loss": self._train_epoch(train, epoch, loss_fn, scheduler, bar), "lr": lr}
+                if val is not None:
+                    row.update(self._validate(val, val_targets, loss_fn))
+                row["seconds"] = round(seconds_before + time.perf_counter() - start_time, 3)
+                state.history.append(row)
+                state.epoch = epoch
+                if self._improved(row, state):
+                    state.best_value, state.best_epoch, state.bad_epochs = self._monitored(row), epoch, 0
+                    best_weights = copy.deepcopy(self.module.state_dict())
+                else:
+                    state.bad_epochs += 1
+                patience = self.config.patience
+                state.finished = epoch + 1 == self.config.epochs or (patience > 0 and state.bad_epochs >= patience)
+                self._save(state, scheduler, best_weights)
+                bar.advance(row, self.task.primary_metric)
         if best_weights is not None:
             self.module.load_state_dict(best_weights)
         return TrainResult(
@@ -158,6 +150,19 @@ class Trainer:
             resumed_from_epoch=resumed,
             seconds=time.perf_counter() - start_time,
         )
+
+    @contextlib.contextmanager
+    def _parallel(self) -> Iterator[None]:
+        """Under torchrun, the model wrapped in DistributedDataParallel for the duration of ``fit`` only:
+        a DDP kept afterwards holds the process group past destroy_process_group, and the
+        interpreter's teardown then destroys gloo's threads unjoined (SIGABRT at exit)."""
+        if self.dist.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = torch.nn.parallel.DistributedDataParallel(self.module, device_ids=ids)
+        try:
+            yield
+        finally:
+            self.model = self.module
 
     # ----------------------------------------------------------------- epochs
     def _train_epoch(self, train: Dataset, epoch: int, loss_fn: torch.nn.Module, scheduler: Any, bar: _ProgressBar) -> float:
