@@ -43,6 +43,10 @@ CANDIDATES = {
         "model": {"name": "resnet18"}, "train": {"mixed_precision": True, "ensemble": 5}, "evaluate": {"test_time_augmentation": 8},
     },
     "small_cnn_w64_ens10": {"model": {"name": "small_cnn", "width": 64}, "train": {"ensemble": 10}},
+    "convnext_bf16_30ep": {"model": {"name": "convnext"}, "train": {"mixed_precision": True}},
+    "convnext_bf16_30ep_ens3": {"model": {"name": "convnext"}, "train": {"mixed_precision": True, "ensemble": 3}},
+    "vit_bf16_30ep": {"model": {"name": "vit"}, "train": {"mixed_precision": True}},
+    "vit_bf16_30ep_ens3": {"model": {"name": "vit"}, "train": {"mixed_precision": True, "ensemble": 3}},
 }
 
 

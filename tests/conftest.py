@@ -145,3 +145,30 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def untrained_image_bundle():
+    """A factory: ``untrained_image_bundle(name, channels=1)`` is a bundle of an untrained ``name`` at 28 px
+    whose image preprocessor was fitted on a few uint8 arrays."""
+
+    def build(name: str, channels: int = 1):
+        import torch
+
+        from medtorch.bundle import Bundle
+        from medtorch.config import DataConfig
+        from medtorch.data.base import Records, get_modality
+        from medtorch.registry import create_model
+        from medtorch.tasks import infer_task
+
+        rng = np.random.default_rng(0)
+        shape = (6, 20, 20) if channels == 1 else (6, 20, 20, channels)
+        records = Records(inputs=rng.integers(0, 256, size=shape, dtype=np.uint8), target=np.array([0, 1] * 3))
+        imaging = get_modality("image")
+        preprocessor = imaging.preprocessor(DataConfig(image_size=28)).fit(records)
+        task = infer_task(records.target)
+        torch.manual_seed(0)
+        kwargs = {**preprocessor.model_kwargs(), "out_features": task.out_features}
+        return Bundle(create_model(name, **kwargs).eval(), name, kwargs, task, imaging, preprocessor, threshold=0.5)
+
+    return build

@@ -5,6 +5,7 @@ import pytest
 
 import medtorch
 from medtorch.explain import explain_image, save_overlay
+from medtorch.registry import list_models
 
 SIZE, SQUARE = 28, 7
 
@@ -101,3 +102,12 @@ def test_an_ensembles_heatmap_peaks_inside_the_square(run_folder, tmp_path):
         peak_row, peak_col = np.unravel_index(np.argmax(heatmap), (SIZE, SIZE))
         hits += row - 2 <= peak_row < row + SQUARE + 2 and col - 2 <= peak_col < col + SQUARE + 2
     assert hits >= 16  # of 20 positives
+
+
+@pytest.mark.parametrize("name", list_models(modality="image"))
+def test_every_image_model_gives_a_finite_heatmap_of_the_image_shape(name, untrained_image_bundle):
+    """Each model names (or lets Grad-CAM find) a spatial layer; an untrained net is enough to check the plumbing."""
+    images, _, _ = squares(2, seed=3)
+    explanation = explain_image(untrained_image_bundle(name), images[1])
+    assert explanation.heatmap.shape == (SIZE, SIZE)
+    assert np.isfinite(explanation.heatmap).all() and 0 <= explanation.heatmap.min() <= explanation.heatmap.max() <= 1

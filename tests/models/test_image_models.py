@@ -6,14 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from medtorch.bundle import Bundle, load_bundle, save_bundle
-from medtorch.config import DataConfig
-from medtorch.data.base import Records, get_modality
+from medtorch.bundle import load_bundle, save_bundle
 from medtorch.registry import create_model, list_models
-from medtorch.tasks import infer_task
 
 IMAGE_MODELS = list_models(modality="image")
-VOLUME_MODELS = ["resnet18", "small_cnn"]
+VOLUME_MODELS = ["resnet18", "small_cnn", "convnext", "vit"]
 OUT = 3
 
 
@@ -34,7 +31,7 @@ def _assert_finite_gradients(model: torch.nn.Module) -> None:
 
 
 def test_the_image_registry_lists_the_documented_models():
-    assert {"resnet18", "resnet50", "densenet121", "small_cnn"} <= set(IMAGE_MODELS)
+    assert {"resnet18", "resnet50", "densenet121", "small_cnn", "convnext", "vit"} <= set(IMAGE_MODELS)
 
 
 @pytest.mark.parametrize("image_size", [28, 96])
@@ -68,24 +65,9 @@ def test_3d_model_forward_and_backward_give_finite_outputs_per_class(name):
 
 
 # ---------------------------------------------------------------- bundle round trip
-def _image_bundle(name: str, channels: int = 1) -> Bundle:
-    """A bundle of an untrained ``name`` with an ImagePreprocessor fitted on a few uint8 arrays."""
-    rng = np.random.default_rng(0)
-    shape = (6, 20, 20) if channels == 1 else (6, 20, 20, channels)
-    images = rng.integers(0, 256, size=shape, dtype=np.uint8)
-    records = Records(inputs=images, target=np.array([0, 1] * 3))
-    imaging = get_modality("image")
-    preprocessor = imaging.preprocessor(DataConfig(image_size=28)).fit(records)
-    task = infer_task(records.target)
-    torch.manual_seed(0)
-    kwargs = {**preprocessor.model_kwargs(), "out_features": task.out_features}
-    model = create_model(name, **kwargs).eval()
-    return Bundle(model, name, kwargs, task, imaging, preprocessor, threshold=0.5)
-
-
 @pytest.mark.parametrize("name", IMAGE_MODELS)
-def test_bundle_round_trip_gives_identical_outputs(name, tmp_path):
-    bundle = _image_bundle(name)
+def test_bundle_round_trip_gives_identical_outputs(name, tmp_path, untrained_image_bundle):
+    bundle = untrained_image_bundle(name)
     loaded = load_bundle(save_bundle(bundle, tmp_path / "bundle"))
     batch = bundle.preprocessor.transform(np.random.default_rng(1).integers(0, 256, size=(3, 20, 20), dtype=np.uint8))
     with torch.no_grad():
@@ -94,8 +76,8 @@ def test_bundle_round_trip_gives_identical_outputs(name, tmp_path):
 
 
 @pytest.mark.parametrize("name", IMAGE_MODELS)
-def test_bundle_round_trip_gives_identical_scores_on_raw_images(name, tmp_path):
-    bundle = _image_bundle(name, channels=3)
+def test_bundle_round_trip_gives_identical_scores_on_raw_images(name, tmp_path, untrained_image_bundle):
+    bundle = untrained_image_bundle(name, channels=3)
     loaded = load_bundle(save_bundle(bundle, tmp_path / "bundle"))
     raw = np.random.default_rng(2).integers(0, 256, size=(3, 20, 20, 3), dtype=np.uint8)
     np.testing.assert_array_equal(loaded.predict_scores(raw), bundle.predict_scores(raw))
@@ -140,3 +122,20 @@ def test_densenet_stem_follows_the_input_size(image_size, stride, pooled):
     model = create_model("densenet121", in_channels=1, out_features=1, image_size=image_size)
     assert model.features.conv0.stride == stride
     assert isinstance(model.features.pool0, torch.nn.MaxPool2d) is pooled
+
+
+@pytest.mark.parametrize(("image_size", "resolution"), [(28, 28), (64, 64), (96, 24)])
+def test_convnext_stem_keeps_small_inputs_whole_and_patchifies_large_ones(image_size, resolution):
+    model = create_model("convnext", in_channels=1, out_features=1, image_size=image_size).eval()
+    with torch.no_grad():
+        assert model.stem(torch.zeros(1, 1, image_size, image_size)).shape[-2:] == (resolution, resolution)
+
+
+@pytest.mark.parametrize(("image_size", "patch"), [(28, 4), (64, 16), (96, 8), (224, 16), (13, 13)])
+def test_vit_patches_cut_the_image_into_few_tokens(image_size, patch):
+    from medtorch.models.imaging import patch_size
+
+    assert patch_size(image_size) == patch
+    model = create_model("vit", in_channels=1, out_features=2, image_size=image_size).eval()
+    with torch.no_grad():
+        assert model(torch.zeros(1, 1, image_size, image_size)).shape == (1, 2)
