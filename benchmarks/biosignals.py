@@ -10,6 +10,7 @@ Usage::
     python benchmarks/biosignals.py cinc2017          # 5-fold CV by record, challenge score (mean F1 of N, A, O)
     python benchmarks/biosignals.py bonn              # 5-fold CV: seizure (E) vs rest, and the 5 sets
     python benchmarks/biosignals.py realtime          # stream a 30-minute record through the DS1 bundle
+    python benchmarks/biosignals.py quality           # NeuroKit2's ECG quality verdicts per class (CinC 2017, MIT-BIH)
     python benchmarks/biosignals.py mitbih --folds 2 --epochs 1 --out /tmp/smoke.md   # smoke run, not benchmark numbers
 
 Results are kept per benchmark in docs/benchmarks/biosignals.json; docs/benchmarks/biosignals.md
@@ -505,6 +506,48 @@ def realtime_markdown(entry: dict[str, Any]) -> list[str]:
     ]
 
 
+def quality(args: argparse.Namespace) -> dict[str, Any]:
+    """How NeuroKit2's ECG quality verdict (Zhao & Zhang 2018, as the checks use it) spreads over
+    the classes: CinC 2017's Noisy records should be judged Unacceptable far more often than the rest."""
+    from medtorch.config import DataConfig
+    from medtorch.data.signals import ECG_QUALITY, Signals
+
+    rows = {}
+    cinc = data_root() / "cinc2017_af_subset" / "training2017"
+    sources = {
+        "cinc2017": (cinc, DataConfig(ecg_quality=True, labels=str(cinc / "REFERENCE-v3.csv"))),
+        "mitbih": (data_root() / "mitbih_arrhythmia", DataConfig()),
+    }
+    for name, (source, config) in sources.items():
+        start = time.perf_counter()
+        records = Signals().read(source, config)
+        verdicts = records.attributes[ECG_QUALITY].to_numpy()
+        rows[name] = {
+            "unit": "10-s window" if name == "cinc2017" else "beat (by its 10 s of record)",
+            "read_seconds": round(time.perf_counter() - start, 1),
+            "classes": {
+                str(c): {"n": int(np.sum(records.target == c)), "unacceptable": round(float(np.mean(verdicts[records.target == c] == "Unacceptable")), 3)}
+                for c in sorted(set(records.target.tolist()))
+            },
+        }
+    return {"rows": rows}
+
+
+def quality_markdown(entry: dict[str, Any]) -> list[str]:
+    lines = heading("Signal quality (NeuroKit2)", entry) + [
+        "Share of samples whose stretch NeuroKit2's `ecg_quality` (Zhao & Zhang 2018, simple fusion) calls *Unacceptable*, "
+        "per class: what the report's checks and the `ECG quality` subgroup metrics rest on. *Read* is the time to read the "
+        "whole dataset with the verdicts.",
+        "",
+        "| dataset | unit | class | samples | unacceptable | read |",
+        "|---|---|---|---:|---:|---:|",
+    ]
+    for name, row in entry["rows"].items():
+        for c, numbers in row["classes"].items():
+            lines.append(f"| {name} | {row['unit']} | {c} | {numbers['n']} | {100 * numbers['unacceptable']:.1f}% | {row['read_seconds']} s |")
+    return lines
+
+
 TEST_FIGURE = {  # the headline test-fold figure of each benchmark, for the candidates table
     "mitbih": lambda e: f"V Se/+P {e['figures']['V']['se']:.1f}/{e['figures']['V']['ppv']:.1f}, S Se/+P {e['figures']['S']['se']:.1f}/{e['figures']['S']['ppv']:.1f}",
     "cinc2017": lambda e: f"challenge score {e['score']:.3f}",
@@ -516,6 +559,7 @@ BENCHMARKS = {
     "realtime": (realtime, realtime_markdown),
     "cinc2017": (cinc2017, cinc2017_markdown),
     "bonn": (bonn, bonn_markdown),
+    "quality": (quality, quality_markdown),
 }
 
 

@@ -48,6 +48,7 @@ def test_train_on_a_wfdb_folder_classifies_beats_into_aami_classes(ecg_run):
     assert set(metrics["classes"]) <= {"N", "S", "V", "F", "Q"} and "V" in metrics["classes"]
     assert {"sensitivity", "ppv", "f1"} <= set(metrics["per_class"]["V"])  # AAMI Se and +P
     assert len(metrics["operating_point"]["matrix"]) == len(metrics["classes"])
+    assert metrics["checks"]["quality"]["ECG quality unacceptable (NeuroKit2, Zhao 2018)"]["train"] > 0  # 106 and 208 hold noisy stretches
 
 
 @pytest.mark.slow

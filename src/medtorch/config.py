@@ -57,6 +57,11 @@ class DataConfig(_Strict):
         None, description="signals: a sample is an annotated beat, or a fixed window of a labelled record (default: window when records carry labels)"
     )
     window_seconds: float = Field(10.0, gt=0, description="signals: window length for unit 'window'; a shorter record is zero-padded to one window")
+    ecg_quality: bool | None = Field(
+        None,
+        description="signals: judge ECG quality with NeuroKit2 (Zhao & Zhang 2018) per 10 s of a record (beats) or per window, "
+        "shown in the checks and as subgroup metrics; default: on for beats, off for windows (an EEG is not an ECG)",
+    )
     labels: str | None = Field(None, description="signals: a CSV of record,label lines (default: the folder's REFERENCE.csv, else class sub-folders)")
     exclude_paced: bool = Field(True, description="signals: leave out records with paced beats, as the AAMI protocol does")
     volume_slices: bool = Field(

@@ -369,3 +369,51 @@ def test_the_powerline_notch_removes_mains_hum_and_travels_with_the_bundle(tmp_p
     fitted = Signals().preprocessor(DataConfig(path=str(folder), powerline=60.0)).fit(records)
     assert fitted.reading_config()["powerline"] == 60.0
     assert Signals().preprocessor_from_config(fitted.get_config()).powerline == 60.0
+
+
+# ---------------------------------------------------------------- ECG quality (NeuroKit2, Zhao & Zhang 2018)
+def _record_of(lead: np.ndarray, fs: float = 360.0) -> SignalRecord:
+    return SignalRecord("q", lead[None].astype(np.float32), fs)
+
+
+def _motion_artefact(samples: int, seed: int) -> np.ndarray:
+    """Brown noise: the slow, large excursions of a moving electrode."""
+    return 0.1 * np.cumsum(np.random.default_rng(seed).normal(size=samples))
+
+
+def test_ecg_quality_accepts_a_clean_ecg_and_rejects_artefact_flat_and_short_stretches():
+    import neurokit2 as nk
+
+    clean = nk.ecg_simulate(duration=10, sampling_rate=360, heart_rate=70, noise=0.01, random_state=0)
+    stretches = (clean, _motion_artefact(3600, 0), np.zeros(3600), clean[:360])
+    verdicts = [signal_io.ecg_quality(_record_of(lead), np.array([0.0]))[0] for lead in stretches]
+    assert verdicts[0] in {"Excellent", "Barely acceptable"}
+    assert verdicts[1:] == ["Unacceptable"] * 3
+
+
+def test_each_beat_gets_the_verdict_on_the_ten_seconds_it_falls_in(tmp_path):
+    import neurokit2 as nk
+    import wfdb
+
+    fs = 360
+    ecg = nk.ecg_simulate(duration=40, sampling_rate=fs, heart_rate=70, noise=0.01, random_state=1)
+    peaks = np.asarray(nk.ecg_peaks(ecg, sampling_rate=fs)[1]["ECG_R_Peaks"])
+    ecg[20 * fs : 30 * fs] = _motion_artefact(10 * fs, 1)  # seconds 20-30: a moving electrode
+    wfdb.wrsamp("noisy", fs=fs, units=["mV"], sig_name=["MLII"], p_signal=ecg[:, None], fmt=["16"], write_dir=str(tmp_path))
+    wfdb.wrann("noisy", "atr", peaks, ["N"] * len(peaks), write_dir=str(tmp_path))
+    records = Signals().read(tmp_path, DataConfig())
+    seconds = np.array([float(name.split("@")[1][:-1]) for name in records.names])
+    verdicts = records.attributes["ECG quality"].to_numpy()
+    assert set(verdicts[(seconds >= 20) & (seconds < 30)]) == {"Unacceptable"}
+    assert "Unacceptable" not in set(verdicts[seconds < 20])
+    flags = Signals().quality(records, Signals().preprocessor(DataConfig()).fit(records))
+    np.testing.assert_array_equal(flags["ECG quality unacceptable (NeuroKit2, Zhao 2018)"].to_numpy(), verdicts == "Unacceptable")
+
+
+def test_ecg_quality_is_judged_for_beats_but_not_for_windows_unless_asked(wfdb_folder, tmp_path):
+    assert Signals().read(wfdb_folder, DataConfig(ecg_quality=False)).attributes is None
+    assert Signals().read(wfdb_folder / "r1.hea", DataConfig(), with_target=False).attributes is None  # prediction needs no verdict
+    folder = _write_labelled_folder(tmp_path / "windows", {"A001": "N", "A002": "AF"})
+    assert Signals().read(folder, DataConfig()).attributes is None  # a window may be an EEG
+    judged = Signals().read(folder, DataConfig(ecg_quality=True)).attributes["ECG quality"]
+    assert len(judged) == 4 and set(judged) <= {"Excellent", "Barely acceptable", "Unacceptable"}

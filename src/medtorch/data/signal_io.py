@@ -38,6 +38,7 @@ BANDS = ((0.5, 4.0), (4.0, 8.0), (8.0, 13.0), (13.0, 30.0), (30.0, 45.0))  # del
 SPECTRAL_FEATURES = ("delta", "theta", "alpha", "beta", "gamma", "log_power", "edge_frequency", "line_length", "zero_crossings")
 RHYTHM_FEATURES = ("heart_rate", "mean_rr", "sdnn", "rmssd", "pnn50", "cv_rr", "irregularity", "rr_range")
 WINDOW_FEATURES = SPECTRAL_FEATURES + RHYTHM_FEATURES
+QUALITY_SECONDS = 10.0  # the segment length Zhao & Zhang (2018) judged ECG quality on
 LABEL_FILES = ("REFERENCE.csv", "REFERENCE-v3.csv", "REFERENCE-v2.csv", "REFERENCE-v1.csv", "labels.csv")
 
 
@@ -249,6 +250,36 @@ def segment_beats(
     peaks = peaks[inside]
     labels = symbols[inside] if symbols is not None and labelled else np.full(len(peaks), None, dtype=object)
     return Beats(beat_windows(filtered, peaks, fs), rr, peaks, labels, np.full(len(peaks), record.name, dtype=object))
+
+
+def ecg_quality(record: SignalRecord, starts: np.ndarray, seconds: float = QUALITY_SECONDS) -> np.ndarray:
+    """NeuroKit2's verdict on the first lead's ECG quality (Zhao & Zhang 2018: ``Excellent``,
+    ``Barely acceptable`` or ``Unacceptable``) over the ``seconds`` from each of ``starts`` (seconds).
+
+    A stretch too short or too broken for NeuroKit2 to find beats in is ``Unacceptable``.
+    """
+    import warnings
+
+    import neurokit2 as nk
+
+    lead = np.nan_to_num(np.asarray(record.signal[0], dtype=float))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cleaned = nk.ecg_clean(lead, sampling_rate=record.fs) if len(lead) > 3 * record.fs else lead
+        verdicts: dict[float, str] = {}
+        for start in np.unique(starts):
+            stretch = cleaned[int(start * record.fs) : int((start + seconds) * record.fs)]
+            verdicts[start] = _zhao_verdict(nk, stretch, record.fs)
+    return np.array([verdicts[s] for s in starts], dtype=object)
+
+
+def _zhao_verdict(nk, stretch: np.ndarray, fs: float) -> str:
+    if len(stretch) < 3 * fs or np.ptp(stretch) == 0:
+        return "Unacceptable"
+    try:
+        return str(nk.ecg_quality(stretch, sampling_rate=fs, method="zhao2018", approach="simple"))
+    except (ValueError, IndexError, ZeroDivisionError):  # NeuroKit2 raises on stretches without detectable beats
+        return "Unacceptable"
 
 
 def beat_windows(conditioned: np.ndarray, peaks: np.ndarray, fs: float) -> np.ndarray:

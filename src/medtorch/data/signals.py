@@ -12,6 +12,9 @@ Sources (WFDB ``.hea``/``.dat``, EDF, or raw ``.npy``/``.txt``/``.csv`` arrays w
   ``record,label`` lines as in the PhysioNet challenges, ``data.labels``, or class sub-folders
   ``folder/<label>/<record>``): every ``data.window_seconds`` window of a record is a sample with
   the record's label (AF rhythm, seizure), plus spectral and heart-rhythm features.
+- With labels, each beat (by the 10 s of the record it falls in) or window gets NeuroKit2's ECG
+  quality verdict (``data.ecg_quality``; on for beats, off for windows): shown in the checks and
+  as subgroup metrics.
 - For prediction, also a single record; R-peaks are detected (causally, as streaming does)
   when the record has no annotations.
 
@@ -33,6 +36,8 @@ from medtorch.errors import ConfigError, DataError
 
 DEFAULT_FS = {"beat": 360.0, "window": 128.0}
 PACED_SYMBOL = "/"  # records with paced beats are left out of the AAMI protocol (de Chazal et al. 2004)
+ECG_QUALITY = "ECG quality"  # the subgroup column of NeuroKit2's verdicts
+UNACCEPTABLE_ECG = "ECG quality unacceptable (NeuroKit2, Zhao 2018)"
 
 
 def _io() -> Any:
@@ -83,7 +88,8 @@ class Signals(Modality):
         if not paths:
             raise DataError(f"{path} holds no WFDB records (.hea files)")
         fs = data_config.sampling_rate or DEFAULT_FS["beat"]
-        parts, leads = [], None
+        judge = with_target and data_config.ecg_quality is not False
+        parts, quality, leads = [], [], None
         for record_path in paths:
             record = io.read_record(record_path, fs=data_config.record_sampling_rate)
             if with_target and record.annotation_samples is None:
@@ -95,9 +101,12 @@ class Signals(Modality):
             if record.annotation_samples is None:
                 peaks = np.round(io.detect_r_peaks(record.signal, record.fs) * fs / record.fs).astype(int)
             parts.append(io.segment_beats(record, peaks, fs=fs, labelled=with_target, powerline=data_config.powerline))
+            if judge:  # each beat gets the verdict on the 10 s of the record it falls in
+                quality.append(io.ecg_quality(record, np.floor(parts[-1].samples / fs / io.QUALITY_SECONDS) * io.QUALITY_SECONDS))
         beats = io.concatenate(parts)
         names = np.array([f"{r}@{s / fs:.3f}s" for r, s in zip(beats.record, beats.samples)], dtype=object)
-        return Records(inputs=beats.features, target=beats.labels if with_target else None, groups=beats.record, names=names)
+        target = beats.labels if with_target else None
+        return Records(inputs=beats.features, target=target, groups=beats.record, names=names, attributes=_quality_attribute(quality))
 
     def _read_windows(self, path: Path, data_config: DataConfig, with_target: bool) -> Records:
         io = _io()
@@ -109,15 +118,19 @@ class Signals(Modality):
         if not items:
             raise DataError(f"{path} holds no signal records (WFDB, EDF, .npy/.txt/.csv)")
         fs = data_config.sampling_rate or DEFAULT_FS["window"]
-        parts, leads = [], None
+        judge = with_target and bool(data_config.ecg_quality)
+        parts, quality, leads = [], [], None
         for file, label, name in items:
             record = io.read_record(file, fs=data_config.record_sampling_rate)
             record.name = name
             leads = _check_leads(record, leads or data_config.leads or len(record.signal))
             parts.append(io.segment_windows(record, fs=fs, window_seconds=data_config.window_seconds, label=label, powerline=data_config.powerline))
+            if judge:
+                quality.append(io.ecg_quality(record, parts[-1].starts / fs, seconds=data_config.window_seconds))
         windows = io.concatenate(parts)
         names = np.array([f"{r}@{s / fs:.1f}s" for r, s in zip(windows.record, windows.starts)], dtype=object)
-        return Records(inputs=windows.features, target=windows.labels if with_target else None, groups=windows.record, names=names)
+        target = windows.labels if with_target else None
+        return Records(inputs=windows.features, target=target, groups=windows.record, names=names, attributes=_quality_attribute(quality))
 
     def fingerprints(self, records: Records, preprocessor: Preprocessor) -> Fingerprints:
         import hashlib
@@ -129,7 +142,10 @@ class Signals(Modality):
         judged against the median spread of all samples (:func:`signal_io.quality_flags`)."""
         import pandas as pd
 
-        return pd.DataFrame(_io().quality_flags(np.asarray(records.inputs), preprocessor.n_extra, preprocessor.leads))
+        flags = _io().quality_flags(np.asarray(records.inputs), preprocessor.n_extra, preprocessor.leads)
+        if records.attributes is not None and ECG_QUALITY in records.attributes:
+            flags[UNACCEPTABLE_ECG] = (records.attributes[ECG_QUALITY] == "Unacceptable").to_numpy()
+        return pd.DataFrame(flags)
 
     def preprocessor(self, data_config: DataConfig) -> SignalPreprocessor:
         unit = data_config.unit or (self.unit_of(Path(data_config.path)) if data_config.path else "beat")
@@ -138,6 +154,13 @@ class Signals(Modality):
 
     def preprocessor_from_config(self, config: dict[str, Any]) -> SignalPreprocessor:
         return SignalPreprocessor.from_config(config)
+
+
+def _quality_attribute(quality: list[np.ndarray]) -> Any:
+    """The ECG quality verdicts as the records' one subgroup column, so metrics are also shown per verdict."""
+    import pandas as pd
+
+    return pd.DataFrame({ECG_QUALITY: np.concatenate(quality)}) if quality else None
 
 
 def _check_leads(record: Any, leads: int) -> int:
