@@ -53,6 +53,10 @@ CANDIDATES = {  # settings a benchmark may choose among on validation; "defaults
     "rr_linear_balanced": {"model": {"name": "rr_linear"}, "train": {"class_weights": "balanced"}},
     "rr_linear_sqrt": {"model": {"name": "rr_linear"}, "train": {"class_weights": "sqrt"}},
     "rr_linear_32_points": {"model": {"name": "rr_linear", "shape_points": 32}, "train": {"class_weights": "sqrt"}},
+    "bf16_60_epochs": {"train": {"mixed_precision": True, "epochs": 60}},
+    "bf16_5s_windows": {"train": {"mixed_precision": True}, "data": {"window_seconds": 5}},
+    "rr_linear_template": {"model": {"name": "rr_linear"}, "train": {"class_weights": "sqrt"}, "data": {"beat_template": True}},
+    "beat_template": {"train": {"class_weights": "sqrt"}, "data": {"beat_template": True}},
 }
 
 

@@ -57,6 +57,11 @@ class DataConfig(_Strict):
         None, description="signals: a sample is an annotated beat, or a fixed window of a labelled record (default: window when records carry labels)"
     )
     window_seconds: float = Field(10.0, gt=0, description="signals: window length for unit 'window'; a shorter record is zero-padded to one window")
+    beat_template: bool = Field(
+        False,
+        description="signals (beats): also give the model each beat less the record's typical beat so far "
+        "(morphology relative to the patient's own beats; causal, so streaming gives the same)",
+    )
     ecg_quality: bool | None = Field(
         None,
         description="signals: judge ECG quality with NeuroKit2 (Zhao & Zhang 2018) per 10 s of a record (beats) or per window, "

@@ -417,3 +417,40 @@ def test_ecg_quality_is_judged_for_beats_but_not_for_windows_unless_asked(wfdb_f
     assert Signals().read(folder, DataConfig()).attributes is None  # a window may be an EEG
     judged = Signals().read(folder, DataConfig(ecg_quality=True)).attributes["ECG quality"]
     assert len(judged) == 4 and set(judged) <= {"Excellent", "Barely acceptable", "Unacceptable"}
+
+
+# ---------------------------------------------------------------- beats relative to the record's typical beat
+def test_template_channels_are_zero_for_a_repeated_beat_and_show_how_an_odd_beat_differs():
+    beat = np.sin(np.linspace(0, np.pi, 30, dtype=np.float32))[None, None].repeat(2, axis=1)  # (1, 2 leads, 30)
+    odd = 3 * beat
+    windows = np.concatenate([beat.repeat(20, axis=0), odd, beat], axis=0)
+    channels, template = signal_io.with_template_channels(windows)
+    assert channels.shape == (22, 4, 30)
+    np.testing.assert_array_equal(channels[:, :2], windows)  # the leads come first, untouched
+    np.testing.assert_allclose(channels[:20, 2:], 0, atol=1e-6)
+    np.testing.assert_allclose(channels[20, 2:], 2 * beat[0], atol=1e-6)  # the odd beat less the typical one
+    np.testing.assert_allclose(channels[21, 2:], -0.04 * beat[0], atol=1e-6)  # the odd beat raised the template by 0.02 x 2
+
+
+def test_template_channels_in_chunks_equal_the_whole_sequence():
+    windows = np.random.default_rng(0).normal(size=(50, 2, 30)).astype(np.float32)
+    whole, _ = signal_io.with_template_channels(windows)
+    first, state = signal_io.with_template_channels(windows[:17])
+    second, _ = signal_io.with_template_channels(windows[17:], state)
+    np.testing.assert_array_equal(np.concatenate([first, second]), whole)
+
+
+def test_beat_template_doubles_the_channels_the_model_reads_and_travels_with_the_preprocessor(wfdb_folder):
+    config = DataConfig(beat_template=True)
+    records = Signals().read(wfdb_folder, config)
+    preprocessor = Signals().preprocessor(config).fit(records)
+    assert preprocessor.leads == 2 and preprocessor.channels == 4
+    assert preprocessor.model_kwargs()["in_channels"] == 4
+    assert preprocessor.reading_config()["beat_template"] is True
+    again = Signals().preprocessor_from_config(json.loads(json.dumps(preprocessor.get_config())))
+    torch.testing.assert_close(again.transform(records.inputs[:5]), preprocessor.transform(records.inputs[:5]))
+    plain = Signals().read(wfdb_folder, DataConfig(ecg_quality=False))
+    with pytest.raises(DataError, match="4 channel"):
+        preprocessor.transform(plain.inputs[:5])
+    flags = Signals().quality(records, preprocessor)
+    assert not flags["flat signal (lead off)"].any()  # a template difference near zero is no lead off

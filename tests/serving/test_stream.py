@@ -33,11 +33,23 @@ def _write_record(folder, name: str, ecg: np.ndarray, fs: int, *, annotate: bool
 
 
 @pytest.fixture(scope="module")
-def beat_bundle(tmp_path_factory):
+def beat_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("beats")
     for index in range(3):
         _write_record(folder, f"r{index}", _simulate(60, 360, index, 65 + 8 * index), 360, annotate=True)
-    return medtorch.train(folder / ".", out=folder / "run", overrides=FAST, progress=False).bundle
+    return folder
+
+
+@pytest.fixture(scope="module")
+def beat_bundle(beat_folder, tmp_path_factory):
+    return medtorch.train(beat_folder / ".", out=tmp_path_factory.mktemp("run"), overrides=FAST, progress=False, overwrite=True).bundle
+
+
+@pytest.fixture(scope="module")
+def template_bundle(beat_folder, tmp_path_factory):
+    """Beats that also carry their difference from the record's typical beat so far (a state the stream must keep)."""
+    overrides = {**FAST, "data": {"beat_template": True}}
+    return medtorch.train(beat_folder / ".", out=tmp_path_factory.mktemp("template_run"), overrides=overrides, progress=False, overwrite=True).bundle
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +77,10 @@ def _offline(bundle, record):
     return table, times
 
 
+@pytest.mark.parametrize("bundle_name", ["beat_bundle", "template_bundle"])
 @pytest.mark.parametrize("chunk_seconds", [0.05, 0.37, 5.0])
-def test_streamed_beats_equal_offline_prediction_of_the_whole_record(beat_bundle, unannotated_record, chunk_seconds):
+def test_streamed_beats_equal_offline_prediction_of_the_whole_record(bundle_name, unannotated_record, chunk_seconds, request):
+    beat_bundle = request.getfixturevalue(bundle_name)
     table, times = _offline(beat_bundle, unannotated_record)
     decisions = stream_record(beat_bundle, unannotated_record, chunk_seconds=chunk_seconds).decisions
     assert len(decisions) == len(table) > 40

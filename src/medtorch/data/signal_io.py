@@ -33,6 +33,7 @@ SIGNAL_SUFFIXES = {".hea", ".edf", ".npy", ".csv", ".txt"}
 BEFORE_SECONDS, AFTER_SECONDS = 0.25, 0.45  # beat window around the R-peak
 LOCAL_BEATS = 10  # RR average over the last beats
 AVERAGE_SECONDS = 300.0  # RR average over the last five minutes
+TEMPLATE_WEIGHT = 0.02  # the record's typical beat: an exponential average over about the last 50 beats
 RR_FEATURES = ("pre_rr", "post_rr", "local_rr", "average_rr", "pre_ratio", "post_ratio", "local_ratio")
 BANDS = ((0.5, 4.0), (4.0, 8.0), (8.0, 13.0), (13.0, 30.0), (30.0, 45.0))  # delta, theta, alpha, beta, gamma
 SPECTRAL_FEATURES = ("delta", "theta", "alpha", "beta", "gamma", "log_power", "edge_frequency", "line_length", "zero_crossings")
@@ -228,12 +229,19 @@ def rr_features(peaks: np.ndarray, fs: float) -> np.ndarray:
 
 
 def segment_beats(
-    record: SignalRecord, peaks: np.ndarray | None = None, *, fs: float = 360.0, labelled: bool = True, powerline: float | None = None
+    record: SignalRecord,
+    peaks: np.ndarray | None = None,
+    *,
+    fs: float = 360.0,
+    labelled: bool = True,
+    powerline: float | None = None,
+    template: bool = False,
 ) -> Beats:
     """Band-passed beat windows around R-peaks (the annotated ones, else ``peaks``), resampled to ``fs``.
 
     With annotations, non-beat symbols are dropped and each beat gets its AAMI class (``labelled``).
-    Beats whose window runs past either end of the record are dropped.
+    Beats whose window runs past either end of the record are dropped. With ``template`` each
+    window also carries itself less the record's typical beat so far (:func:`with_template_channels`).
     """
     scale = fs / record.fs
     symbols = None
@@ -249,7 +257,26 @@ def segment_beats(
     rr = rr_features(peaks, fs)[inside]
     peaks = peaks[inside]
     labels = symbols[inside] if symbols is not None and labelled else np.full(len(peaks), None, dtype=object)
-    return Beats(beat_windows(filtered, peaks, fs), rr, peaks, labels, np.full(len(peaks), record.name, dtype=object))
+    windows = beat_windows(filtered, peaks, fs)
+    if template:
+        windows, _ = with_template_channels(windows)
+    return Beats(windows, rr, peaks, labels, np.full(len(peaks), record.name, dtype=object))
+
+
+def with_template_channels(windows: np.ndarray, template: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Each beat window followed by itself less the record's typical beat before it: the morphology
+    relative to this patient's own beats (a bundle-branch-block patient's normal beats are wide
+    too, so only the difference tells a V beat). The typical beat is an exponential average of the
+    earlier windows (weight ``TEMPLATE_WEIGHT``), started at the first beat; causal, so a stream
+    that passes the returned ``template`` on gets the same channels. Returns (windows with twice
+    the channels, the template after the last beat)."""
+    relative = np.empty_like(windows)
+    state = None if template is None else template.astype(np.float64)
+    for index, window in enumerate(windows):
+        state = window.astype(np.float64) if state is None else state
+        relative[index] = window - state
+        state = (1 - TEMPLATE_WEIGHT) * state + TEMPLATE_WEIGHT * window
+    return np.concatenate([windows, relative], axis=1), state
 
 
 def ecg_quality(record: SignalRecord, starts: np.ndarray, seconds: float = QUALITY_SECONDS) -> np.ndarray:
@@ -443,13 +470,14 @@ def labelled_records(folder: Path, labels_file: str | Path | None = None) -> lis
 FLAT_SPREAD, EXTREME_SPREAD = 0.05, 10.0  # of the median sample's spread
 
 
-def quality_flags(features: np.ndarray, n_extra: int, leads: int) -> dict[str, np.ndarray]:
+def quality_flags(features: np.ndarray, n_extra: int, leads: int, channels: int | None = None) -> dict[str, np.ndarray]:
     """Per sample (rows of modality features): any lead flat (spread under 5% of the median lead's,
     a lead off or a dead channel), or any lead of extreme amplitude (over 10x: movement, saturation).
 
-    Judged against the data itself, so it holds for ECG in mV and EEG in uV alike.
+    Judged against the data itself, so it holds for ECG in mV and EEG in uV alike. Of ``channels``
+    per sample (derived ones, e.g. beat-template differences, after the leads) only the leads count.
     """
-    samples = features[:, : features.shape[1] - n_extra].reshape(len(features), leads, -1)
+    samples = features[:, : features.shape[1] - n_extra].reshape(len(features), channels or leads, -1)[:, :leads]
     spread = samples.std(axis=2)
     typical = np.median(spread, axis=0, keepdims=True) + 1e-12
     return {"flat signal (lead off)": np.any(spread < FLAT_SPREAD * typical, axis=1), "extreme amplitude (artefact)": np.any(spread > EXTREME_SPREAD * typical, axis=1)}

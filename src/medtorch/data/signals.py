@@ -100,7 +100,7 @@ class Signals(Modality):
             peaks = None
             if record.annotation_samples is None:
                 peaks = np.round(io.detect_r_peaks(record.signal, record.fs) * fs / record.fs).astype(int)
-            parts.append(io.segment_beats(record, peaks, fs=fs, labelled=with_target, powerline=data_config.powerline))
+            parts.append(io.segment_beats(record, peaks, fs=fs, labelled=with_target, powerline=data_config.powerline, template=data_config.beat_template))
             if judge:  # each beat gets the verdict on the 10 s of the record it falls in
                 quality.append(io.ecg_quality(record, np.floor(parts[-1].samples / fs / io.QUALITY_SECONDS) * io.QUALITY_SECONDS))
         beats = io.concatenate(parts)
@@ -142,7 +142,7 @@ class Signals(Modality):
         judged against the median spread of all samples (:func:`signal_io.quality_flags`)."""
         import pandas as pd
 
-        flags = _io().quality_flags(np.asarray(records.inputs), preprocessor.n_extra, preprocessor.leads)
+        flags = _io().quality_flags(np.asarray(records.inputs), preprocessor.n_extra, preprocessor.leads, preprocessor.channels)
         if records.attributes is not None and ECG_QUALITY in records.attributes:
             flags[UNACCEPTABLE_ECG] = (records.attributes[ECG_QUALITY] == "Unacceptable").to_numpy()
         return pd.DataFrame(flags)
@@ -150,7 +150,8 @@ class Signals(Modality):
     def preprocessor(self, data_config: DataConfig) -> SignalPreprocessor:
         unit = data_config.unit or (self.unit_of(Path(data_config.path)) if data_config.path else "beat")
         fs = data_config.sampling_rate or DEFAULT_FS[unit]
-        return SignalPreprocessor(unit=unit, fs=fs, window_seconds=data_config.window_seconds, powerline=data_config.powerline)
+        template = data_config.beat_template and unit == "beat"
+        return SignalPreprocessor(unit=unit, fs=fs, window_seconds=data_config.window_seconds, powerline=data_config.powerline, beat_template=template)
 
     def preprocessor_from_config(self, config: dict[str, Any]) -> SignalPreprocessor:
         return SignalPreprocessor.from_config(config)
@@ -186,9 +187,10 @@ class SignalPreprocessor(Preprocessor):
         unit: str = "beat",
         window_seconds: float | None = None,
         powerline: float | None = None,
+        beat_template: bool = False,
     ):
         self.fs, self.leads, self.length, self.unit, self.window_seconds = fs, leads, length, unit, window_seconds
-        self.powerline = powerline
+        self.powerline, self.beat_template = powerline, beat_template
         self.window_scale, self.extra_mean, self.extra_std = window_scale, extra_mean, extra_std
 
     @property
@@ -196,11 +198,16 @@ class SignalPreprocessor(Preprocessor):
         io = _io()
         return len(io.RR_FEATURES if self.unit == "beat" else io.WINDOW_FEATURES)
 
+    @property
+    def channels(self) -> int:
+        """Channels per sample the model reads: the leads, then each lead less its beat template when asked."""
+        return self.leads * (2 if self.beat_template else 1)
+
     def fit(self, records: Records) -> SignalPreprocessor:
         io = _io()
         self.length = sum(io.beat_window(self.fs)) if self.unit == "beat" else io.window_length(self.fs, self.window_seconds)
         features = np.asarray(records.inputs, dtype=np.float32)
-        self.leads = (features.shape[1] - self.n_extra) // self.length
+        self.leads = (features.shape[1] - self.n_extra) // self.length // (2 if self.beat_template else 1)
         samples, extra = features[:, : -self.n_extra], features[:, -self.n_extra :]
         self.window_scale = float(np.std(samples)) or 1.0
         self.extra_mean, self.extra_std = extra.mean(axis=0).tolist(), np.maximum(extra.std(axis=0), 1e-6).tolist()
@@ -208,18 +215,22 @@ class SignalPreprocessor(Preprocessor):
 
     def transform(self, inputs: Any) -> torch.Tensor:
         features = np.asarray(inputs, dtype=np.float32)
-        expected = self.leads * self.length + self.n_extra
+        expected = self.channels * self.length + self.n_extra
         if features.ndim != 2 or features.shape[1] != expected:
-            raise DataError(f"{self.unit}s of shape {features.shape[1:]} given to a model that reads {self.leads} lead(s) of {self.length} samples")
+            template = ", each also less its beat template" if self.beat_template else ""
+            raise DataError(
+                f"{self.unit}s of shape {features.shape[1:]} given to a model that reads {self.channels} channel(s) "
+                f"({self.leads} lead(s){template}) of {self.length} samples"
+            )
         samples = features[:, : -self.n_extra] / self.window_scale
         extra = (features[:, -self.n_extra :] - np.asarray(self.extra_mean, dtype=np.float32)) / np.asarray(self.extra_std, dtype=np.float32)
         return torch.from_numpy(np.hstack([samples, extra]).astype(np.float32))
 
     def model_kwargs(self) -> dict[str, Any]:
-        return {"in_channels": self.leads, "length": self.length, "n_extra": self.n_extra}
+        return {"in_channels": self.channels, "length": self.length, "n_extra": self.n_extra}
 
     def reading_config(self) -> dict[str, Any]:
-        config = {"sampling_rate": self.fs, "leads": self.leads, "unit": self.unit, "powerline": self.powerline}
+        config = {"sampling_rate": self.fs, "leads": self.leads, "unit": self.unit, "powerline": self.powerline, "beat_template": self.beat_template}
         return config | ({"window_seconds": self.window_seconds} if self.unit == "window" else {})
 
     def get_config(self) -> dict[str, Any]:
@@ -228,6 +239,7 @@ class SignalPreprocessor(Preprocessor):
             "fs": self.fs,
             "window_seconds": self.window_seconds,
             "powerline": self.powerline,
+            "beat_template": self.beat_template,
             "leads": self.leads,
             "length": self.length,
             "window_scale": self.window_scale,

@@ -63,6 +63,7 @@ class SignalStream:
         self.received = 0  # raw samples pushed
         self.emitted = 0  # beats or windows decided
         self.peaks: list[int] = []  # R-peaks at the model's rate
+        self.template: np.ndarray | None = None  # the record's typical beat so far (bundles with beat_template)
         if self.unit == "beat":
             from medtorch.data.rpeaks import StreamingRPeakDetector
 
@@ -113,6 +114,8 @@ class SignalStream:
         if not keep:
             return []
         windows = self.io.beat_windows(self.buffer, peaks[keep] - self.offset, self.model_fs)
+        if self.bundle.preprocessor.beat_template:
+            windows, self.template = self.io.with_template_channels(windows, self.template)
         features = self.io.flat_features(windows, rr[keep])
         decisions = self._label(features, peaks[keep] / self.model_fs)
         # a peak still undetected lies at most the detector's delay behind the newest sample
