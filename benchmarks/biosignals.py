@@ -57,6 +57,7 @@ CANDIDATES = {  # settings a benchmark may choose among on validation; "defaults
     "bf16_5s_windows": {"train": {"mixed_precision": True}, "data": {"window_seconds": 5}},
     "rr_linear_template": {"model": {"name": "rr_linear"}, "train": {"class_weights": "sqrt"}, "data": {"beat_template": True}},
     "beat_template": {"train": {"class_weights": "sqrt"}, "data": {"beat_template": True}},
+    "auto_weights_30s_windows": {"train": {"class_weights": "auto"}, "data": {"window_seconds": 30}},
 }
 
 
