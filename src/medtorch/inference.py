@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import Dataset, TensorDataset, default_collate
 
 
 def model_outputs(model: torch.nn.Module, inputs: torch.Tensor | Dataset, batch_size: int = 1024, device: Any = None) -> torch.Tensor:
@@ -30,19 +30,23 @@ def predict_scores(model: torch.nn.Module, task: Any, inputs: torch.Tensor | Dat
     return task.scores(model_outputs(model, inputs, batch_size)).numpy()
 
 
+def batch_of(dataset: Dataset, indices: torch.Tensor) -> Any:
+    """The samples at ``indices`` as one batch: a ``TensorDataset`` is sliced, a dataset with a
+    ``batch(indices)`` method builds (and augments) the batch itself, any other is collated."""
+    if isinstance(dataset, TensorDataset):
+        return tuple(tensor[indices] for tensor in dataset.tensors)
+    if hasattr(dataset, "batch"):
+        return dataset.batch(indices)
+    return default_collate([dataset[i] for i in indices.tolist()])
+
+
 def _input_batches(inputs: torch.Tensor | Dataset, batch_size: int):
     if isinstance(inputs, torch.Tensor):
         yield from inputs.split(batch_size)
         return
-    if isinstance(inputs, TensorDataset):
-        yield from inputs.tensors[0].split(batch_size)
-        return
-    if hasattr(inputs, "batch"):  # a dataset that builds whole batches (images)
-        for indices in torch.arange(len(inputs)).split(batch_size):
-            yield inputs.batch(indices)[0]
-        return
-    for batch in DataLoader(inputs, batch_size=batch_size, shuffle=False):
-        yield batch[0] if isinstance(batch, (list, tuple)) else batch
+    for indices in torch.arange(len(inputs)).split(batch_size):
+        batch = batch_of(inputs, indices)
+        yield batch[0] if isinstance(batch, (list, tuple)) else batch  # the inputs of (x, y) pairs
 
 
 def sklearn_scores(model: Any, task: Any, features: np.ndarray) -> np.ndarray:

@@ -26,11 +26,11 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, TensorDataset, default_collate
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from medtorch.config import TrainConfig
 from medtorch.errors import ConfigError, MedtorchError
-from medtorch.inference import model_outputs
+from medtorch.inference import batch_of, model_outputs
 from medtorch.tasks import Task
 from medtorch.training import checkpoint as ckpt
 from medtorch.training.distributed import DistributedContext, context
@@ -219,13 +219,8 @@ class Trainer:
         batches = [batch for batch in order.split(self.batch_size) if len(batch) >= world]
         shares = [batch[rank::world] for batch in batches]
         weights = [world * len(share) / len(batch) for share, batch in zip(shares, batches)]
-        if isinstance(train, TensorDataset):
-            features, targets = train.tensors
-            pairs = ((features[share], targets[share]) for share in shares)
-        elif hasattr(train, "batch") and self.config.num_workers == 0:
-            pairs = (train.batch(share) for share in shares)  # a dataset that builds (and augments) whole batches
-        elif self.config.num_workers == 0:
-            pairs = (default_collate([train[i] for i in share.tolist()]) for share in shares)
+        if self.config.num_workers == 0 or isinstance(train, TensorDataset):
+            pairs = (batch_of(train, share) for share in shares)
         else:
             batch_sampler = [share.tolist() for share in shares]
             pairs = iter(DataLoader(train, batch_sampler=batch_sampler, num_workers=self.config.num_workers))
