@@ -301,7 +301,8 @@ def evaluate_run(
     steps.advance()
     y_test = evaluation_target(bundle.task, test.target)
     for name in baselines:
-        baseline_cfg = cfg.model_copy(update={"model": ModelConfig(name=name)})
+        single = cfg.train.model_copy(update={"ensemble": 1})  # a baseline is one model, whatever the main model is
+        baseline_cfg = cfg.model_copy(update={"model": ModelConfig(name=name), "train": single})
         baseline = fit_bundle(
             bundle.modality, records, train_idx, val_idx, bundle.task, baseline_cfg, preprocessor=bundle.preprocessor
         ).bundle

@@ -79,3 +79,11 @@ def test_the_model_card_and_report_say_the_model_is_an_ensemble(runs):
     assert json.loads((folder / "metrics.json").read_text())["model_card"]["members"] == 2
     assert "a deep ensemble of 2" in (folder / "report.html").read_text()
     assert "deep ensemble" not in (runs["seed0"].out_dir / "report.html").read_text()
+
+
+def test_an_ensemble_run_reports_its_single_model_baselines(tmp_path):
+    """The baselines (scikit-learn models) are one model each, whatever the main model's ensemble size."""
+    overrides = {"model": {"name": "mlp"}, "train": {"epochs": 2, "ensemble": 2}, "evaluate": {"bootstrap": 0, "baselines": True}}
+    run = medtorch.train(rows(), target="outcome", out=tmp_path / "run", overrides=overrides, progress=False)
+    assert {"prior", "logistic_regression"} <= set(run.metrics["baselines"])
+    assert run.metrics["baselines"]["logistic_regression"]["metrics"]["auroc"]["value"] > 0.7
