@@ -156,8 +156,9 @@ def write_markdown(out: Path, command: str, results: dict, speeds: dict) -> None
             if name not in by_dataset:
                 continue
             r = by_dataset[name]
+            label = f"{variant}: `{r['candidate']}`" if r.get("candidate") else variant
             lines.append(
-                f"| {name} | medtorch `{r['model']}` ({variant}) | {fmt(r['auc'])} | {fmt(r['acc'])} | {goal[0]} / {goal[1]} | "
+                f"| {name} | medtorch `{r['model']}` ({label}) | {fmt(r['auc'])} | {fmt(r['acc'])} | {goal[0]} / {goal[1]} | "
                 f"{r['training'].get('epochs_run')} ({r['training'].get('best_epoch')}) | {r['seconds_total'] / 60:.1f} |"
             )
         for paper, (auc, acc) in PUBLISHED[name].items():
@@ -203,7 +204,7 @@ def _selection_lines() -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", type=Path, default=Path(os.environ.get("MEDTORCH_DATA", ROOT.parent / "shared" / "data")))
-    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--datasets", nargs="*", default=list(DATASETS), choices=list(DATASETS), help="none: only the throughput table")
     parser.add_argument("--candidate", default=None, help="a configuration of benchmarks/imaging_selection.py (the one chosen on validation)")
     parser.add_argument("--model", default=None, help="model name (default: the image modality's default)")
     parser.add_argument("--epochs", type=int, default=None, help="maximum epochs (default: the library default); for smoke tests")
