@@ -230,8 +230,8 @@ class SignalPreprocessor(Preprocessor):
         return {"in_channels": self.channels, "length": self.length, "n_extra": self.n_extra}
 
     def reading_config(self) -> dict[str, Any]:
-        config = {"sampling_rate": self.fs, "leads": self.leads, "unit": self.unit, "powerline": self.powerline, "beat_template": self.beat_template}
-        return config | ({"window_seconds": self.window_seconds} if self.unit == "window" else {})
+        config = {"sampling_rate": self.fs, "leads": self.leads, "unit": self.unit, "powerline": self.powerline}
+        return config | ({"window_seconds": self.window_seconds} if self.unit == "window" else {"beat_template": self.beat_template})
 
     def get_config(self) -> dict[str, Any]:
         return {
