@@ -199,15 +199,20 @@ class SignalPreprocessor(Preprocessor):
         return len(io.RR_FEATURES if self.unit == "beat" else io.WINDOW_FEATURES)
 
     @property
+    def channels_per_lead(self) -> int:
+        """A lead alone, or a lead and its difference from the beat template."""
+        return 2 if self.beat_template else 1
+
+    @property
     def channels(self) -> int:
         """Channels per sample the model reads: the leads, then each lead less its beat template when asked."""
-        return self.leads * (2 if self.beat_template else 1)
+        return self.leads * self.channels_per_lead
 
     def fit(self, records: Records) -> SignalPreprocessor:
         io = _io()
         self.length = sum(io.beat_window(self.fs)) if self.unit == "beat" else io.window_length(self.fs, self.window_seconds)
         features = np.asarray(records.inputs, dtype=np.float32)
-        self.leads = (features.shape[1] - self.n_extra) // self.length // (2 if self.beat_template else 1)
+        self.leads = (features.shape[1] - self.n_extra) // self.length // self.channels_per_lead
         samples, extra = features[:, : -self.n_extra], features[:, -self.n_extra :]
         self.window_scale = float(np.std(samples)) or 1.0
         self.extra_mean, self.extra_std = extra.mean(axis=0).tolist(), np.maximum(extra.std(axis=0), 1e-6).tolist()
