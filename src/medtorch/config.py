@@ -57,6 +57,9 @@ class DataConfig(_Strict):
         None, description="signals: a sample is an annotated beat, or a fixed window of a labelled record (default: window when records carry labels)"
     )
     window_seconds: float = Field(10.0, gt=0, description="signals: window length for unit 'window'; a shorter record is zero-padded to one window")
+    window_step_seconds: float | None = Field(
+        None, gt=0, description="signals: start a window every this many seconds (overlapping windows when below window_seconds; default: window_seconds)"
+    )
     beat_template: bool = Field(
         False,
         description="signals (beats): also give the model each beat less the record's typical beat so far "

@@ -237,6 +237,16 @@ def test_window_seconds_and_sampling_rate_set_the_window_shape(tmp_path):
     assert len(records) == 10 and records.inputs.shape[1] == 500 + len(signal_io.WINDOW_FEATURES)
 
 
+def test_window_step_seconds_gives_overlapping_windows_that_share_their_samples(tmp_path):
+    folder = _write_labelled_folder(tmp_path, {"A001": "N"})
+    records = Signals().read(folder, DataConfig(window_step_seconds=2.5))
+    assert records.names.tolist() == [f"A001@{t:.1f}s" for t in (0, 2.5, 5, 7.5, 10, 12.5, 15)]  # 25 s: starts 0 ... 15 s
+    length = signal_io.window_length(128.0, 10.0)
+    first, second = records.inputs[0, :length], records.inputs[1, :length]
+    shift = int(2.5 * 128)
+    np.testing.assert_allclose(first[shift:] - first[shift], second[: length - shift] - second[0], atol=1e-5)  # equal up to each window's median
+
+
 def test_a_record_shorter_than_a_window_is_padded_to_one_window(tmp_path):
     folder = _write_labelled_folder(tmp_path, {"S1": "N"}, seconds=6)
     records = Signals().read(folder, DataConfig())
@@ -326,6 +336,41 @@ def test_window_preprocessor_reports_the_window_shape_and_round_trips(tmp_path):
 def test_bundles_written_before_windows_existed_still_load():
     legacy = {"fs": 360.0, "leads": 2, "length": 252, "window_scale": 1.0, "rr_mean": [0.0] * 7, "rr_std": [1.0] * 7}
     assert Signals().preprocessor_from_config(legacy).extra_std == [1.0] * 7
+
+
+def test_a_window_bundle_written_with_another_feature_set_is_refused_with_a_clear_message(tmp_path):
+    from medtorch.errors import BundleError
+
+    folder = _write_labelled_folder(tmp_path, {"A001": "N", "A002": "AF"})
+    config = Signals().preprocessor(DataConfig(path=str(folder))).fit(Signals().read(folder, DataConfig())).get_config()
+    older = config | {"extra_mean": [0.0] * 17, "extra_std": [1.0] * 17}
+    del older["extra_features"]  # bundles written before the feature names were stored had 17 window features
+    with pytest.raises(BundleError, match="reads 17 window features.*retrain"):
+        Signals().preprocessor_from_config(older)
+    with pytest.raises(BundleError, match="retrain"):
+        Signals().preprocessor_from_config(config | {"extra_features": ["delta"] + config["extra_features"][1:][::-1]})
+
+
+def test_waveform_features_tell_sharp_spikes_from_a_sine():
+    fs = 128.0
+    t = np.arange(0, 10, 1 / fs)
+    sine = np.sin(2 * np.pi * 5 * t)[None]
+    spiky = 0.1 * np.random.default_rng(0).normal(size=(1, len(t)))
+    spiky[0, ::128] += 5.0  # one sharp spike a second, as in interictal epileptiform activity
+    sine_features, spiky_features = (dict(zip(signal_io.WAVEFORM_FEATURES, signal_io.waveform_features(x))) for x in (sine, spiky))
+    assert sine_features["log_kurtosis"] == pytest.approx(np.log(1.5), abs=0.01)  # a sine's kurtosis is 1.5
+    assert spiky_features["log_kurtosis"] > np.log(20) and spiky_features["crest_factor"] > 5 > sine_features["crest_factor"]
+    assert sine_features["hjorth_mobility"] == pytest.approx(2 * np.pi * 5 / fs, rel=0.02)  # mobility is the mean frequency, in radians per sample
+
+
+def test_band_features_put_a_10_hz_rhythm_s_power_in_the_alpha_band_and_skip_bands_above_nyquist():
+    fs = 128.0
+    alpha = np.sin(2 * np.pi * 10 * np.arange(0, 10, 1 / fs))[None]
+    features = dict(zip(signal_io.BAND_FEATURES, signal_io.band_features(alpha, fs)))
+    powers = {band: features[f"{band}_log_power"] for band in signal_io.BAND_NAMES}
+    assert max(powers, key=powers.get) == "alpha" and powers["alpha"] > powers["delta"] + 2  # over 100 times the power
+    slow = dict(zip(signal_io.BAND_FEATURES, signal_io.band_features(alpha, 50.0)))
+    assert slow["gamma_log_power"] == 0.0 and slow["beta_log_power"] != 0.0  # 30-45 Hz lies above 50 Hz's Nyquist
 
 
 def test_rr_linear_without_any_input_feature_is_refused():

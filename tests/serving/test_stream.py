@@ -53,7 +53,7 @@ def template_bundle(beat_folder, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def window_bundle(tmp_path_factory):
+def window_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("windows")
     labels = {}
     for index in range(6):
@@ -61,7 +61,19 @@ def window_bundle(tmp_path_factory):
         _write_record(folder, f"w{index}", _simulate(30, 250, index, rate), 250, annotate=False)
         labels[f"w{index}"] = "slow" if index % 2 else "fast"
     (folder / "REFERENCE.csv").write_text("".join(f"{k},{v}\n" for k, v in labels.items()))
-    return medtorch.train(folder / ".", out=folder / "run", overrides=FAST, progress=False).bundle
+    return folder
+
+
+@pytest.fixture(scope="module")
+def window_bundle(window_folder, tmp_path_factory):
+    return medtorch.train(window_folder / ".", out=tmp_path_factory.mktemp("window_run"), overrides=FAST, progress=False).bundle
+
+
+@pytest.fixture(scope="module")
+def overlapping_window_bundle(window_folder, tmp_path_factory):
+    """Windows of 10 s starting every 3 s: the stream must keep the overlap it has already used."""
+    overrides = {**FAST, "data": {"window_step_seconds": 3}}
+    return medtorch.train(window_folder / ".", out=tmp_path_factory.mktemp("overlap_run"), overrides=overrides, progress=False).bundle
 
 
 @pytest.fixture(scope="module")
@@ -90,12 +102,14 @@ def test_streamed_beats_equal_offline_prediction_of_the_whole_record(bundle_name
     np.testing.assert_allclose(scores[:, -1], table.filter(like="probability_").to_numpy()[:, -1], atol=1e-4)
 
 
-def test_streamed_windows_equal_offline_prediction_including_a_padded_short_record(window_bundle, tmp_path):
+@pytest.mark.parametrize(("bundle_name", "windows_of_47_s"), [("window_bundle", 4), ("overlapping_window_bundle", 13)])
+def test_streamed_windows_equal_offline_prediction_including_a_padded_short_record(bundle_name, windows_of_47_s, tmp_path, request):
+    window_bundle = request.getfixturevalue(bundle_name)
     for name, seconds in (("long", 47), ("short", 6)):
         _write_record(tmp_path, name, _simulate(seconds, 250, 3, 100), 250, annotate=False)
         table, times = _offline(window_bundle, tmp_path / f"{name}.hea")
         decisions = stream_record(window_bundle, tmp_path / f"{name}.hea", chunk_seconds=0.8).decisions
-        assert len(decisions) == len(table) == (4 if name == "long" else 1)
+        assert len(decisions) == len(table) == (windows_of_47_s if name == "long" else 1)
         np.testing.assert_allclose([d.time for d in decisions], times, atol=0.05)
         assert [d.label for d in decisions] == table["prediction"].tolist()
 

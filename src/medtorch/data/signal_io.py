@@ -36,9 +36,12 @@ AVERAGE_SECONDS = 300.0  # RR average over the last five minutes
 TEMPLATE_WEIGHT = 0.02  # the record's typical beat: an exponential average over about the last 50 beats
 RR_FEATURES = ("pre_rr", "post_rr", "local_rr", "average_rr", "pre_ratio", "post_ratio", "local_ratio")
 BANDS = ((0.5, 4.0), (4.0, 8.0), (8.0, 13.0), (13.0, 30.0), (30.0, 45.0))  # delta, theta, alpha, beta, gamma
-SPECTRAL_FEATURES = ("delta", "theta", "alpha", "beta", "gamma", "log_power", "edge_frequency", "line_length", "zero_crossings")
+BAND_NAMES = ("delta", "theta", "alpha", "beta", "gamma")
+SPECTRAL_FEATURES = (*BAND_NAMES, "log_power", "edge_frequency", "line_length", "zero_crossings")
+WAVEFORM_FEATURES = ("hjorth_mobility", "hjorth_complexity", "skewness", "log_kurtosis", "crest_factor")
+BAND_FEATURES = tuple(f"{band}_{measure}" for measure in ("log_power", "log_line_length", "log_kurtosis") for band in BAND_NAMES)
 RHYTHM_FEATURES = ("heart_rate", "mean_rr", "sdnn", "rmssd", "pnn50", "cv_rr", "irregularity", "rr_range")
-WINDOW_FEATURES = SPECTRAL_FEATURES + RHYTHM_FEATURES
+WINDOW_FEATURES = SPECTRAL_FEATURES + WAVEFORM_FEATURES + BAND_FEATURES + RHYTHM_FEATURES
 QUALITY_SECONDS = 10.0  # the segment length Zhao & Zhang (2018) judged ECG quality on
 LABEL_FILES = ("REFERENCE.csv", "REFERENCE-v3.csv", "REFERENCE-v2.csv", "REFERENCE-v1.csv", "labels.csv")
 
@@ -359,34 +362,59 @@ class Windows:
         return flat_features(self.windows, self.extra)
 
 
-def segment_windows(record: SignalRecord, *, fs: float, window_seconds: float, label: object = None, powerline: float | None = None) -> Windows:
-    """Consecutive non-overlapping windows of the conditioned record (a record shorter than one
-    window is zero-padded to one; a last partial window is dropped), each with its features."""
+def segment_windows(
+    record: SignalRecord, *, fs: float, window_seconds: float, step_seconds: float | None = None, label: object = None, powerline: float | None = None
+) -> Windows:
+    """Windows of the conditioned record, one starting every ``step_seconds`` (default: back to back;
+    a record shorter than one window is zero-padded to one; a last partial window is dropped), each with its features."""
     conditioned = Conditioner(record.fs, fs, channels=len(record.signal), powerline=powerline)(record.signal)
-    return windows_of(conditioned, record.name, fs=fs, window_seconds=window_seconds, label=label)
+    return windows_of(conditioned, record.name, fs=fs, window_seconds=window_seconds, step_seconds=step_seconds, label=label)
 
 
-def windows_of(conditioned: np.ndarray, name: str, *, fs: float, window_seconds: float, label: object = None, first: int = 0, pad: bool = True) -> Windows:
+def windows_of(
+    conditioned: np.ndarray,
+    name: str,
+    *,
+    fs: float,
+    window_seconds: float,
+    step_seconds: float | None = None,
+    label: object = None,
+    first: int = 0,
+    pad: bool = True,
+) -> Windows:
     """Windows of an already conditioned signal; ``first`` is the absolute sample of ``conditioned[:, 0]``."""
-    length = window_length(fs, window_seconds)
-    count = conditioned.shape[1] // length
+    length, step = window_length(fs, window_seconds), window_step(fs, window_seconds, step_seconds)
+    count = window_count(conditioned.shape[1], length, step)
     if count == 0 and pad:
         conditioned, count = np.pad(conditioned, ((0, 0), (0, length - conditioned.shape[1]))), 1
-    windows = conditioned[:, : count * length].reshape(len(conditioned), count, length).transpose(1, 0, 2)
+    starts = np.arange(count) * step
+    windows = np.stack([conditioned[:, s : s + length] for s in starts]) if count else np.zeros((0, len(conditioned), length), np.float32)
     windows = (windows - np.median(windows, axis=2, keepdims=True)).astype(np.float32)
     extra = np.stack([window_features(w, fs) for w in windows]) if count else np.zeros((0, len(WINDOW_FEATURES)), np.float32)
-    return Windows(windows, extra, first + np.arange(count) * length, np.full(count, label, dtype=object), np.full(count, name, dtype=object))
+    return Windows(windows, extra, first + starts, np.full(count, label, dtype=object), np.full(count, name, dtype=object))
 
 
 def window_length(fs: float, window_seconds: float) -> int:
     return int(round(fs * window_seconds))
 
 
+def window_step(fs: float, window_seconds: float, step_seconds: float | None) -> int:
+    """Samples between window starts: ``step_seconds`` at ``fs``, or the window's length."""
+    return max(1, int(round(fs * step_seconds))) if step_seconds else window_length(fs, window_seconds)
+
+
+def window_count(samples: int, length: int, step: int) -> int:
+    """Whole windows of ``length`` that fit in ``samples`` when one starts every ``step``."""
+    return 0 if samples < length else (samples - length) // step + 1
+
+
 def window_features(window: np.ndarray, fs: float) -> np.ndarray:
     """Spectral features (relative band powers, log power, 90% spectral edge, line length,
-    zero crossings; averaged over channels) and rhythm features of the first channel's R-peaks
-    (heart rate, RR mean/SDNN/RMSSD/pNN50, and irregularity); all local to the window."""
-    return np.concatenate([spectral_features(window, fs), rhythm_features(detect_r_peaks(window, fs), fs)]).astype(np.float32)
+    zero crossings), waveform features (Hjorth, skewness, kurtosis, crest factor) and per-band
+    power, line length and kurtosis, each averaged over channels; then rhythm features of the first
+    channel's R-peaks (heart rate, RR mean/SDNN/RMSSD/pNN50, and irregularity); all local to the window."""
+    parts = [spectral_features(window, fs), waveform_features(window), band_features(window, fs), rhythm_features(detect_r_peaks(window, fs), fs)]
+    return np.concatenate(parts).astype(np.float32)
 
 
 def spectral_features(window: np.ndarray, fs: float) -> np.ndarray:
@@ -401,6 +429,39 @@ def spectral_features(window: np.ndarray, fs: float) -> np.ndarray:
     crossings = np.mean(np.diff(np.signbit(window), axis=-1), axis=-1)
     per_channel = np.stack([*relative, np.log10(total), edge, line_length, crossings], axis=1)
     return per_channel.mean(axis=0)
+
+
+def waveform_features(window: np.ndarray) -> np.ndarray:
+    """Hjorth mobility and complexity, skewness, log kurtosis and crest factor (peak over RMS),
+    averaged over channels: the shape of EEG activity (sharp waves, spikes) that band powers miss."""
+    from scipy.stats import kurtosis, skew
+
+    x = window.astype(np.float64)
+    d1, d2 = np.diff(x, axis=-1), np.diff(x, n=2, axis=-1)
+    var0, var1, var2 = x.var(axis=-1) + 1e-12, d1.var(axis=-1) + 1e-12, d2.var(axis=-1) + 1e-12
+    mobility = np.sqrt(var1 / var0)
+    complexity = np.sqrt(var2 / var1) / mobility
+    crest = np.abs(x - x.mean(axis=-1, keepdims=True)).max(axis=-1) / np.sqrt(var0)
+    per_channel = np.stack([mobility, complexity, skew(x, axis=-1), np.log(kurtosis(x, axis=-1) + 3.0 + 1e-6), crest], axis=1)
+    return np.nan_to_num(per_channel.mean(axis=0))
+
+
+def band_features(window: np.ndarray, fs: float) -> np.ndarray:
+    """Per band of ``BANDS`` (order-4 Butterworth, causal): log power, log line length and log
+    kurtosis, averaged over channels; zeros for a band above the Nyquist frequency."""
+    from scipy.signal import butter, sosfilt
+    from scipy.stats import kurtosis
+
+    x = window.astype(np.float64) - window.mean(axis=-1, keepdims=True)
+    power, line, peaked = (np.zeros(len(BANDS)) for _ in range(3))
+    for i, (low, high) in enumerate(BANDS):
+        if low >= 0.45 * fs:
+            continue
+        band = sosfilt(butter(4, [low, min(high, 0.45 * fs)], btype="band", fs=fs, output="sos"), x, axis=-1)
+        power[i] = np.log10(np.mean(band**2, axis=-1) + 1e-12).mean()
+        line[i] = np.log10(np.abs(np.diff(band, axis=-1)).mean(axis=-1) + 1e-12).mean()
+        peaked[i] = np.log(kurtosis(band, axis=-1) + 3.0 + 1e-6).mean()
+    return np.nan_to_num(np.concatenate([power, line, peaked]))
 
 
 def rhythm_features(peaks: np.ndarray, fs: float) -> np.ndarray:

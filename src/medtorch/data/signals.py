@@ -32,7 +32,7 @@ import torch
 
 from medtorch.config import DataConfig
 from medtorch.data.base import Fingerprints, Modality, Preprocessor, Records, register_modality
-from medtorch.errors import ConfigError, DataError
+from medtorch.errors import BundleError, ConfigError, DataError
 
 DEFAULT_FS = {"beat": 360.0, "window": 128.0}
 PACED_SYMBOL = "/"  # records with paced beats are left out of the AAMI protocol (de Chazal et al. 2004)
@@ -124,7 +124,11 @@ class Signals(Modality):
             record = io.read_record(file, fs=data_config.record_sampling_rate)
             record.name = name
             leads = _check_leads(record, leads or data_config.leads or len(record.signal))
-            parts.append(io.segment_windows(record, fs=fs, window_seconds=data_config.window_seconds, label=label, powerline=data_config.powerline))
+            parts.append(
+                io.segment_windows(
+                    record, fs=fs, window_seconds=data_config.window_seconds, step_seconds=data_config.window_step_seconds, label=label, powerline=data_config.powerline
+                )
+            )
             if judge:
                 quality.append(io.ecg_quality(record, parts[-1].starts / fs, seconds=data_config.window_seconds))
         windows = io.concatenate(parts)
@@ -151,7 +155,10 @@ class Signals(Modality):
         unit = data_config.unit or (self.unit_of(Path(data_config.path)) if data_config.path else "beat")
         fs = data_config.sampling_rate or DEFAULT_FS[unit]
         template = data_config.beat_template and unit == "beat"
-        return SignalPreprocessor(unit=unit, fs=fs, window_seconds=data_config.window_seconds, powerline=data_config.powerline, beat_template=template)
+        step = data_config.window_step_seconds if unit == "window" else None
+        return SignalPreprocessor(
+            unit=unit, fs=fs, window_seconds=data_config.window_seconds, window_step_seconds=step, powerline=data_config.powerline, beat_template=template
+        )
 
     def preprocessor_from_config(self, config: dict[str, Any]) -> SignalPreprocessor:
         return SignalPreprocessor.from_config(config)
@@ -186,17 +193,24 @@ class SignalPreprocessor(Preprocessor):
         extra_std: list[float] | None = None,
         unit: str = "beat",
         window_seconds: float | None = None,
+        window_step_seconds: float | None = None,
         powerline: float | None = None,
         beat_template: bool = False,
     ):
         self.fs, self.leads, self.length, self.unit, self.window_seconds = fs, leads, length, unit, window_seconds
+        self.window_step_seconds = window_step_seconds
         self.powerline, self.beat_template = powerline, beat_template
         self.window_scale, self.extra_mean, self.extra_std = window_scale, extra_mean, extra_std
 
     @property
-    def n_extra(self) -> int:
+    def extra_features(self) -> tuple[str, ...]:
+        """Names of the hand-made features after the samples: RR intervals of a beat, or a window's features."""
         io = _io()
-        return len(io.RR_FEATURES if self.unit == "beat" else io.WINDOW_FEATURES)
+        return io.RR_FEATURES if self.unit == "beat" else io.WINDOW_FEATURES
+
+    @property
+    def n_extra(self) -> int:
+        return len(self.extra_features)
 
     @property
     def channels_per_lead(self) -> int:
@@ -236,13 +250,16 @@ class SignalPreprocessor(Preprocessor):
 
     def reading_config(self) -> dict[str, Any]:
         config = {"sampling_rate": self.fs, "leads": self.leads, "unit": self.unit, "powerline": self.powerline}
-        return config | ({"window_seconds": self.window_seconds} if self.unit == "window" else {"beat_template": self.beat_template})
+        if self.unit == "beat":
+            return config | {"beat_template": self.beat_template}
+        return config | {"window_seconds": self.window_seconds} | ({"window_step_seconds": self.window_step_seconds} if self.window_step_seconds else {})
 
     def get_config(self) -> dict[str, Any]:
         return {
             "unit": self.unit,
             "fs": self.fs,
             "window_seconds": self.window_seconds,
+            "window_step_seconds": self.window_step_seconds,
             "powerline": self.powerline,
             "beat_template": self.beat_template,
             "leads": self.leads,
@@ -250,6 +267,7 @@ class SignalPreprocessor(Preprocessor):
             "window_scale": self.window_scale,
             "extra_mean": self.extra_mean,
             "extra_std": self.extra_std,
+            "extra_features": list(self.extra_features),
         }
 
     @classmethod
@@ -257,4 +275,13 @@ class SignalPreprocessor(Preprocessor):
         if "fs" not in config:
             raise ConfigError("signal preprocessing state is incomplete")
         legacy = {"rr_mean": "extra_mean", "rr_std": "extra_std"}  # bundles written before windows existed
-        return cls(**{legacy.get(key, key): value for key, value in config.items()})
+        config = {legacy.get(key, key): value for key, value in config.items()}
+        stored = config.pop("extra_features", None)
+        preprocessor = cls(**config)
+        written = len(stored) if stored is not None else len(config.get("extra_mean") or preprocessor.extra_features)
+        if (stored is not None and tuple(stored) != preprocessor.extra_features) or written != preprocessor.n_extra:
+            raise BundleError(
+                f"this bundle's model reads {written} {preprocessor.unit} features; this medtorch computes "
+                f"{preprocessor.n_extra} ({', '.join(preprocessor.extra_features[:3])}, ...): retrain it with this version"
+            )
+        return preprocessor

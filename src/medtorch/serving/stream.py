@@ -124,13 +124,13 @@ class SignalStream:
         return decisions
 
     def _decide_windows(self, *, final: bool) -> list[Decision]:
-        length = self.io.window_length(self.model_fs, self.bundle.preprocessor.window_seconds)
+        seconds, step_seconds = self.bundle.preprocessor.window_seconds, self.bundle.preprocessor.window_step_seconds
         pad = final and self.emitted == 0
-        windows = self.io.windows_of(self.buffer, "", fs=self.model_fs, window_seconds=self.bundle.preprocessor.window_seconds, first=self.offset, pad=pad)
+        windows = self.io.windows_of(self.buffer, "", fs=self.model_fs, window_seconds=seconds, step_seconds=step_seconds, first=self.offset, pad=pad)
         if not len(windows.starts):
             return []
         self.emitted += len(windows.starts)
-        self._trim(self.offset + len(windows.starts) * length)
+        self._trim(self.offset + len(windows.starts) * self.io.window_step(self.model_fs, seconds, step_seconds))
         return self._label(windows.features, windows.starts / self.model_fs)
 
     def _label(self, features: np.ndarray, times: np.ndarray) -> list[Decision]:
