@@ -363,6 +363,23 @@ def test_waveform_features_tell_sharp_spikes_from_a_sine():
     assert sine_features["hjorth_mobility"] == pytest.approx(2 * np.pi * 5 / fs, rel=0.02)  # mobility is the mean frequency, in radians per sample
 
 
+def test_higuchi_dimension_is_about_two_for_white_noise_and_one_for_a_smooth_wave():
+    t = np.arange(0, 10, 1 / 128.0)
+    noise = np.random.default_rng(0).normal(size=len(t))
+    assert signal_io.higuchi_dimension(noise) == pytest.approx(2.0, abs=0.05)
+    assert signal_io.higuchi_dimension(np.sin(2 * np.pi * 2 * t)) == pytest.approx(1.0, abs=0.05)
+    assert signal_io.petrosian_dimension(noise) > signal_io.petrosian_dimension(np.sin(2 * np.pi * 2 * t))
+
+
+def test_spike_features_count_the_spikes_of_a_window():
+    x = np.random.default_rng(0).normal(size=(1, 1280))
+    quiet = dict(zip(signal_io.SPIKE_FEATURES, signal_io.spike_features(x)))
+    x[0, ::128] += 20.0  # ten spikes in 1280 samples
+    spiky = dict(zip(signal_io.SPIKE_FEATURES, signal_io.spike_features(x)))
+    assert quiet["spike_share"] == 0.0 and spiky["spike_share"] == pytest.approx(10 / 1280)
+    assert spiky["steep_share"] > quiet["steep_share"]
+
+
 def test_band_features_put_a_10_hz_rhythm_s_power_in_the_alpha_band_and_skip_bands_above_nyquist():
     fs = 128.0
     alpha = np.sin(2 * np.pi * 10 * np.arange(0, 10, 1 / fs))[None]

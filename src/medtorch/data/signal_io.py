@@ -38,10 +38,12 @@ RR_FEATURES = ("pre_rr", "post_rr", "local_rr", "average_rr", "pre_ratio", "post
 BANDS = ((0.5, 4.0), (4.0, 8.0), (8.0, 13.0), (13.0, 30.0), (30.0, 45.0))  # delta, theta, alpha, beta, gamma
 BAND_NAMES = ("delta", "theta", "alpha", "beta", "gamma")
 SPECTRAL_FEATURES = (*BAND_NAMES, "log_power", "edge_frequency", "line_length", "zero_crossings")
-WAVEFORM_FEATURES = ("hjorth_mobility", "hjorth_complexity", "skewness", "log_kurtosis", "crest_factor")
+WAVEFORM_FEATURES = ("hjorth_mobility", "hjorth_complexity", "skewness", "log_kurtosis", "crest_factor", "petrosian_fd", "higuchi_fd")
+SPIKE_FEATURES = ("spike_share", "steep_share", "peak_mads", "peak_steepness")
+SPIKE_MADS = 6.0  # a sample this many median absolute deviations out (or a step this many median steps steep) is spike-like
 BAND_FEATURES = tuple(f"{band}_{measure}" for measure in ("log_power", "log_line_length", "log_kurtosis") for band in BAND_NAMES)
 RHYTHM_FEATURES = ("heart_rate", "mean_rr", "sdnn", "rmssd", "pnn50", "cv_rr", "irregularity", "rr_range")
-WINDOW_FEATURES = SPECTRAL_FEATURES + WAVEFORM_FEATURES + BAND_FEATURES + RHYTHM_FEATURES
+WINDOW_FEATURES = SPECTRAL_FEATURES + WAVEFORM_FEATURES + SPIKE_FEATURES + BAND_FEATURES + RHYTHM_FEATURES
 QUALITY_SECONDS = 10.0  # the segment length Zhao & Zhang (2018) judged ECG quality on
 LABEL_FILES = ("REFERENCE.csv", "REFERENCE-v3.csv", "REFERENCE-v2.csv", "REFERENCE-v1.csv", "labels.csv")
 
@@ -413,7 +415,7 @@ def window_features(window: np.ndarray, fs: float) -> np.ndarray:
     zero crossings), waveform features (Hjorth, skewness, kurtosis, crest factor) and per-band
     power, line length and kurtosis, each averaged over channels; then rhythm features of the first
     channel's R-peaks (heart rate, RR mean/SDNN/RMSSD/pNN50, and irregularity); all local to the window."""
-    parts = [spectral_features(window, fs), waveform_features(window), band_features(window, fs), rhythm_features(detect_r_peaks(window, fs), fs)]
+    parts = [spectral_features(window, fs), waveform_features(window), spike_features(window), band_features(window, fs), rhythm_features(detect_r_peaks(window, fs), fs)]
     return np.concatenate(parts).astype(np.float32)
 
 
@@ -432,8 +434,9 @@ def spectral_features(window: np.ndarray, fs: float) -> np.ndarray:
 
 
 def waveform_features(window: np.ndarray) -> np.ndarray:
-    """Hjorth mobility and complexity, skewness, log kurtosis and crest factor (peak over RMS),
-    averaged over channels: the shape of EEG activity (sharp waves, spikes) that band powers miss."""
+    """Hjorth mobility and complexity, skewness, log kurtosis, crest factor (peak over RMS) and the
+    Petrosian and Higuchi fractal dimensions, averaged over channels: the shape and irregularity
+    of EEG activity (sharp waves, spikes) that band powers miss."""
     from scipy.stats import kurtosis, skew
 
     x = window.astype(np.float64)
@@ -442,8 +445,46 @@ def waveform_features(window: np.ndarray) -> np.ndarray:
     mobility = np.sqrt(var1 / var0)
     complexity = np.sqrt(var2 / var1) / mobility
     crest = np.abs(x - x.mean(axis=-1, keepdims=True)).max(axis=-1) / np.sqrt(var0)
-    per_channel = np.stack([mobility, complexity, skew(x, axis=-1), np.log(kurtosis(x, axis=-1) + 3.0 + 1e-6), crest], axis=1)
+    fractal = np.array([[petrosian_dimension(channel), higuchi_dimension(channel)] for channel in x])
+    per_channel = np.column_stack([mobility, complexity, skew(x, axis=-1), np.log(kurtosis(x, axis=-1) + 3.0 + 1e-6), crest, fractal])
     return np.nan_to_num(per_channel.mean(axis=0))
+
+
+def petrosian_dimension(x: np.ndarray) -> float:
+    """Petrosian (1995) fractal dimension, from the sign changes of the first difference.
+    Written here (a few lines) rather than imported from NeuroKit2, whose version adds a pandas round trip per call."""
+    n, changes = len(x), np.count_nonzero(np.diff(np.signbit(np.diff(x))))
+    return float(np.log10(n) / (np.log10(n) + np.log10(n / (n + 0.4 * changes)))) if n > 2 else 0.0
+
+
+def higuchi_dimension(x: np.ndarray, k_max: int = 8) -> float:
+    """Higuchi (1988) fractal dimension: the slope of log curve length against log scale, scales 1 to ``k_max``."""
+    n = len(x)
+    scales = np.arange(1, min(k_max, n // 4) + 1)
+    if len(scales) < 2:
+        return 0.0
+    lengths = []
+    for k in scales:
+        per_offset = [np.abs(np.diff(x[m::k])).sum() * (n - 1) / ((len(x[m::k]) - 1) * k * k) for m in range(k)]
+        lengths.append(np.mean(per_offset) + 1e-12)
+    return float(-np.polyfit(np.log(scales), np.log(lengths), 1)[0])
+
+
+def spike_features(window: np.ndarray) -> np.ndarray:
+    """Spike-like activity against the window's own robust spread, averaged over channels: the share
+    of samples over ``SPIKE_MADS`` median absolute deviations out, the share of steps over
+    ``SPIKE_MADS`` median steps steep, and the 99th percentiles of both ratios (interictal spikes
+    and sharp waves mark the epileptogenic zone)."""
+    x = window.astype(np.float64)
+    deviation = np.abs(x - np.median(x, axis=-1, keepdims=True))
+    deviation /= np.median(deviation, axis=-1, keepdims=True) + 1e-9
+    steps = np.abs(np.diff(x, axis=-1))
+    steps /= np.median(steps, axis=-1, keepdims=True) + 1e-9
+    per_channel = np.stack(
+        [np.mean(deviation > SPIKE_MADS, axis=-1), np.mean(steps > SPIKE_MADS, axis=-1), np.percentile(deviation, 99, axis=-1), np.percentile(steps, 99, axis=-1)],
+        axis=1,
+    )
+    return per_channel.mean(axis=0)
 
 
 def band_features(window: np.ndarray, fs: float) -> np.ndarray:
