@@ -58,6 +58,15 @@ CANDIDATES = {  # settings a benchmark may choose among on validation; "defaults
     "rr_linear_template": {"model": {"name": "rr_linear"}, "train": {"class_weights": "sqrt"}, "data": {"beat_template": True}},
     "beat_template": {"train": {"class_weights": "sqrt"}, "data": {"beat_template": True}},
     "auto_weights_30s_windows": {"train": {"class_weights": "auto"}, "data": {"window_seconds": 30}},
+    # from here on, windows also carry waveform and per-band features (library change of 2026-12-01)
+    "waveform_features_ensemble3": {"train": {"mixed_precision": True, "ensemble": 3}},
+    "waveform_features_ensemble3_2s_steps": {"train": {"mixed_precision": True, "ensemble": 3}, "data": {"window_step_seconds": 2}},
+    "waveform_features_ensemble5": {"train": {"mixed_precision": True, "ensemble": 5}},
+    "waveform_features_auto_weights_30s_windows": {"train": {"class_weights": "auto"}, "data": {"window_seconds": 30}},
+    # from here on, windows also carry fractal-dimension and spike features (43 in all)
+    "spike_features_ensemble3": {"train": {"mixed_precision": True, "ensemble": 3}},
+    "spike_features_ensemble3_20s_windows": {"train": {"mixed_precision": True, "ensemble": 3}, "data": {"window_seconds": 20}},
+    "spike_features_auto_weights_30s_windows": {"train": {"class_weights": "auto"}, "data": {"window_seconds": 30}},
 }
 
 
@@ -378,7 +387,7 @@ def cinc2017_markdown(entry: dict[str, Any]) -> list[str]:
     lines = heading("PhysioNet/CinC 2017 AF detection (single-lead ECG)", entry) + [
         f"Protocol: the {entry['records']} records of `../shared/data/cinc2017_af_subset` (v3 labels), 5-fold CV by record. "
         "Each fold's model is `medtorch train` on the folder with its defaults (or the candidate validation chose, table below): "
-        "10-s windows at 128 Hz with spectral and heart-rhythm features, `cnn_rr`, validation by held-out training records. "
+        "windows at 128 Hz (10 s, or the length the candidate sets) with spectral, waveform, per-band and heart-rhythm features (waveform and per-band ones from the candidates named `waveform_features` on, fractal-dimension and spike ones from `spike_features` on), `cnn_rr`, validation by held-out training records. "
         "A held-out record's label is the argmax "
         "of its windows' mean probability. The challenge score is the mean F1 of N, A and O; its 95% CI resamples records.",
         "",
@@ -443,7 +452,7 @@ def bonn_markdown(entry: dict[str, Any]) -> list[str]:
         f"Protocol: the {entry['segments']} single-channel segments (23.6 s at 173.61 Hz) in class folders A_Z ... E_S, "
         "5-fold CV by segment (the segment is the unit: the dataset does not say which segments share a patient). "
         "Each fold's model is `medtorch train` with its defaults or the candidate validation chose (table below; "
-        "10-s windows at 128 Hz with spectral features, `cnn_rr`; "
+        "10-s windows at 128 Hz (overlapping when the candidate sets a step) with spectral features, plus waveform and per-band ones from the candidates named `waveform_features` on and fractal-dimension and spike ones from `spike_features` on, `cnn_rr`; "
         "`data.record_sampling_rate: 173.61`, since a text file does not store its rate). A segment's class is the argmax "
         "of its windows' mean probability; seizure vs non-seizure is E against the four others, read off the same "
         "five-class model. CIs resample segments.",
@@ -595,7 +604,8 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         "never saw; every choice (early stopping, calibration, the candidate settings) is made on validation records held out "
         "of the training folds. The library's signal defaults were changed after these runs to what validation chose "
         "(class weights `sqrt`, patience 16), so the chosen rows are what `medtorch train` now does by default, up to the "
-        "setting that was not varied.",
+        "setting that was not varied. The window features grew while these runs were made (17, then 37 on 2026-12-01 with "
+        "candidates named `waveform_features_...`, then 43 with `spike_features_...`); each run's commit is in the JSON beside this file.",
         "",
     ]
     rows = goal_rows(results)

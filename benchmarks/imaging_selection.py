@@ -47,6 +47,13 @@ CANDIDATES = {
     "resnet18_bf16_12ep_ens5_platt": {
         "model": {"name": "resnet18"}, "train": {"epochs": 12, "mixed_precision": True, "ensemble": 5}, "evaluate": {"calibration": "platt"},
     },
+    "resnet18_bf16_12ep_ens10_platt": {
+        "model": {"name": "resnet18"}, "train": {"epochs": 12, "mixed_precision": True, "ensemble": 10}, "evaluate": {"calibration": "platt"},
+    },
+    "resnet18_bf16_12ep_ens5_tta8_platt": {
+        "model": {"name": "resnet18"}, "train": {"epochs": 12, "mixed_precision": True, "ensemble": 5},
+        "evaluate": {"calibration": "platt", "test_time_augmentation": 8},
+    },
     "convnext_bf16_30ep": {"model": {"name": "convnext"}, "train": {"mixed_precision": True}},
     "convnext_bf16_30ep_ens3": {"model": {"name": "convnext"}, "train": {"mixed_precision": True, "ensemble": 3}},
     "vit_bf16_30ep": {"model": {"name": "vit"}, "train": {"mixed_precision": True}},
