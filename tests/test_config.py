@@ -170,3 +170,10 @@ def test_assignment_is_validated():
     config = parse_config({})
     with pytest.raises(Exception):
         config.train.epochs = 0
+
+
+def test_a_window_step_longer_than_the_window_is_refused_in_one_line():
+    with pytest.raises(ConfigError, match=r"window_step_seconds \(15.0\) above data.window_seconds \(10.0\) would skip signal") as error:
+        parse_config({"data": {"window_seconds": 10, "window_step_seconds": 15}})
+    assert "\n" not in str(error.value)
+    assert parse_config({"data": {"window_seconds": 10, "window_step_seconds": 10}}).data.window_step_seconds == 10

@@ -13,7 +13,7 @@ import difflib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from medtorch.errors import ConfigError
 
@@ -58,7 +58,7 @@ class DataConfig(_Strict):
     )
     window_seconds: float = Field(10.0, gt=0, description="signals: window length for unit 'window'; a shorter record is zero-padded to one window")
     window_step_seconds: float | None = Field(
-        None, gt=0, description="signals: start a window every this many seconds (overlapping windows when below window_seconds; default: window_seconds)"
+        None, gt=0, description="signals: start a window every this many seconds, at most window_seconds (overlapping windows when below it; default: window_seconds)"
     )
     beat_template: bool = Field(
         False,
@@ -75,6 +75,13 @@ class DataConfig(_Strict):
     volume_slices: bool = Field(
         False, description="images: train a 2-D model on each volume's slices (the volume is the group of its slices)"
     )
+
+
+    @model_validator(mode="after")
+    def _windows_cover_the_signal(self) -> DataConfig:
+        if self.window_step_seconds is not None and self.window_step_seconds > self.window_seconds:
+            raise ValueError(f"data.window_step_seconds ({self.window_step_seconds}) above data.window_seconds ({self.window_seconds}) would skip signal between windows")
+        return self
 
 
 class TaskConfig(_Strict):
