@@ -380,6 +380,20 @@ def test_spike_features_count_the_spikes_of_a_window():
     assert spiky["steep_share"] > quiet["steep_share"]
 
 
+def test_a_window_mostly_padding_keeps_its_spike_features_bounded():
+    x = np.zeros((1, 3840))
+    x[0, :1536] = np.random.default_rng(0).normal(size=1536)  # a 12-s record padded to a 30-s window
+    features = dict(zip(signal_io.SPIKE_FEATURES, signal_io.spike_features(x)))
+    assert features["peak_mads"] < 100 and features["peak_steepness"] < 100  # a median spread of 0 gave about 1e9
+
+
+@pytest.mark.parametrize("features", [signal_io.waveform_features, signal_io.spike_features, lambda w: signal_io.band_features(w, 128.0)])
+def test_a_flat_lead_leaves_the_other_lead_s_features_as_they_are(features):
+    lead = np.random.default_rng(1).normal(size=(1, 1280))
+    with_flat_lead = np.vstack([lead, np.zeros((1, 1280))])
+    np.testing.assert_allclose(features(with_flat_lead), features(lead))
+
+
 def test_band_features_put_a_10_hz_rhythm_s_power_in_the_alpha_band_and_skip_bands_above_nyquist():
     fs = 128.0
     alpha = np.sin(2 * np.pi * 10 * np.arange(0, 10, 1 / fs))[None]

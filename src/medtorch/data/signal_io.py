@@ -13,6 +13,7 @@ windows of the record processed whole (see :mod:`medtorch.serving.stream`).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -441,19 +442,30 @@ def waveform_features(window: np.ndarray) -> np.ndarray:
 
     x = window.astype(np.float64)
     d1, d2 = np.diff(x, axis=-1), np.diff(x, n=2, axis=-1)
-    var0, var1, var2 = x.var(axis=-1) + 1e-12, d1.var(axis=-1) + 1e-12, d2.var(axis=-1) + 1e-12
-    mobility = np.sqrt(var1 / var0)
-    complexity = np.sqrt(var2 / var1) / mobility
-    crest = np.abs(x - x.mean(axis=-1, keepdims=True)).max(axis=-1) / np.sqrt(var0)
+    var0, var1, var2 = x.var(axis=-1), d1.var(axis=-1), d2.var(axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):  # a flat channel gives 0/0: its features are 0, not NaN
+        mobility = np.sqrt(var1 / var0)
+        complexity = np.sqrt(var2 / var1) / mobility
+        crest = np.abs(x - x.mean(axis=-1, keepdims=True)).max(axis=-1) / np.sqrt(var0)
+        shape = [skew(x, axis=-1), np.log(kurtosis(x, axis=-1) + 3.0 + 1e-6)]
     fractal = np.array([[petrosian_dimension(channel), higuchi_dimension(channel)] for channel in x])
-    per_channel = np.column_stack([mobility, complexity, skew(x, axis=-1), np.log(kurtosis(x, axis=-1) + 3.0 + 1e-6), crest, fractal])
-    return np.nan_to_num(per_channel.mean(axis=0))
+    return channel_mean(np.column_stack([mobility, complexity, *shape, crest, fractal]))
+
+
+def channel_mean(per_channel: np.ndarray) -> np.ndarray:
+    """Features ``(channels, n)`` averaged over the channels where each is defined (finite), 0 where
+    none is: a flat lead (0/0, the log of 0) neither erases nor dilutes the others' features."""
+    defined = np.isfinite(per_channel)
+    total = np.where(defined, per_channel, 0.0).sum(axis=0)
+    return np.divide(total, defined.sum(axis=0), out=np.zeros(per_channel.shape[1]), where=defined.any(axis=0))
 
 
 def petrosian_dimension(x: np.ndarray) -> float:
     """Petrosian (1995) fractal dimension, from the sign changes of the first difference.
     Written here (a few lines) rather than imported from NeuroKit2, whose version adds a pandas round trip per call."""
     n, changes = len(x), np.count_nonzero(np.diff(np.signbit(np.diff(x))))
+    if n > 2 and np.ptp(x) == 0:
+        return float("nan")  # a flat signal has no dimension to speak of
     return float(np.log10(n) / (np.log10(n) + np.log10(n / (n + 0.4 * changes)))) if n > 2 else 0.0
 
 
@@ -463,6 +475,8 @@ def higuchi_dimension(x: np.ndarray, k_max: int = 8) -> float:
     scales = np.arange(1, min(k_max, n // 4) + 1)
     if len(scales) < 2:
         return 0.0
+    if np.ptp(x) == 0:
+        return float("nan")
     lengths = []
     for k in scales:
         per_offset = [np.abs(np.diff(x[m::k])).sum() * (n - 1) / ((len(x[m::k]) - 1) * k * k) for m in range(k)]
@@ -476,33 +490,52 @@ def spike_features(window: np.ndarray) -> np.ndarray:
     ``SPIKE_MADS`` median steps steep, and the 99th percentiles of both ratios (interictal spikes
     and sharp waves mark the epileptogenic zone)."""
     x = window.astype(np.float64)
+    if x.shape[-1] < 3:
+        return np.zeros(len(SPIKE_FEATURES))
     deviation = np.abs(x - np.median(x, axis=-1, keepdims=True))
-    deviation /= np.median(deviation, axis=-1, keepdims=True) + 1e-9
+    deviation /= robust_spread(deviation)
     steps = np.abs(np.diff(x, axis=-1))
-    steps /= np.median(steps, axis=-1, keepdims=True) + 1e-9
+    steps /= robust_spread(steps)
     per_channel = np.stack(
         [np.mean(deviation > SPIKE_MADS, axis=-1), np.mean(steps > SPIKE_MADS, axis=-1), np.percentile(deviation, 99, axis=-1), np.percentile(steps, 99, axis=-1)],
         axis=1,
     )
-    return per_channel.mean(axis=0)
+    per_channel[np.ptp(x, axis=-1) == 0] = np.nan  # a flat channel has no spikes to count, nor a spread to count them by
+    return channel_mean(per_channel)
+
+
+def robust_spread(magnitudes: np.ndarray) -> np.ndarray:
+    """The median of ``magnitudes`` per channel, floored at a twentieth of their RMS: a window more than
+    half flat (a short record padded to a window, a lead off) would otherwise have a spread of 0."""
+    floor = 0.05 * np.sqrt(np.mean(magnitudes**2, axis=-1, keepdims=True))
+    return np.maximum(np.median(magnitudes, axis=-1, keepdims=True), floor) + np.finfo(np.float64).tiny
 
 
 def band_features(window: np.ndarray, fs: float) -> np.ndarray:
     """Per band of ``BANDS`` (order-4 Butterworth, causal): log power, log line length and log
-    kurtosis, averaged over channels; zeros for a band above the Nyquist frequency."""
-    from scipy.signal import butter, sosfilt
+    kurtosis, averaged over channels; zeros for a band with less than 1 Hz below 0.45 ``fs``."""
+    from scipy.signal import sosfilt
     from scipy.stats import kurtosis
 
     x = window.astype(np.float64) - window.mean(axis=-1, keepdims=True)
     power, line, peaked = (np.zeros(len(BANDS)) for _ in range(3))
     for i, (low, high) in enumerate(BANDS):
-        if low >= 0.45 * fs:
+        top = min(high, 0.45 * fs)
+        if top - low < 1.0:
             continue
-        band = sosfilt(butter(4, [low, min(high, 0.45 * fs)], btype="band", fs=fs, output="sos"), x, axis=-1)
-        power[i] = np.log10(np.mean(band**2, axis=-1) + 1e-12).mean()
-        line[i] = np.log10(np.abs(np.diff(band, axis=-1)).mean(axis=-1) + 1e-12).mean()
-        peaked[i] = np.log(kurtosis(band, axis=-1) + 3.0 + 1e-6).mean()
-    return np.nan_to_num(np.concatenate([power, line, peaked]))
+        band = sosfilt(_band_pass(low, top, fs), x, axis=-1)
+        with np.errstate(divide="ignore", invalid="ignore"):  # a flat channel's log of 0 is left out of the mean
+            per_channel = [np.log10(np.mean(band**2, axis=-1)), np.log10(np.abs(np.diff(band, axis=-1)).mean(axis=-1)), np.log(kurtosis(band, axis=-1) + 3.0 + 1e-6)]
+        power[i], line[i], peaked[i] = channel_mean(np.stack(per_channel, axis=1))
+    return np.concatenate([power, line, peaked])
+
+
+@functools.lru_cache(maxsize=64)
+def _band_pass(low: float, high: float, fs: float) -> np.ndarray:
+    """An order-4 Butterworth band-pass as second-order sections, designed once per band and rate."""
+    from scipy.signal import butter
+
+    return butter(4, [low, high], btype="band", fs=fs, output="sos")
 
 
 def rhythm_features(peaks: np.ndarray, fs: float) -> np.ndarray:

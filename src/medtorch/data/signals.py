@@ -281,7 +281,7 @@ class SignalPreprocessor(Preprocessor):
         written = len(stored) if stored is not None else len(config.get("extra_mean") or preprocessor.extra_features)
         if (stored is not None and tuple(stored) != preprocessor.extra_features) or written != preprocessor.n_extra:
             raise BundleError(
-                f"this bundle's model reads {written} {preprocessor.unit} features; this medtorch computes "
-                f"{preprocessor.n_extra} ({', '.join(preprocessor.extra_features[:3])}, ...): retrain it with this version"
+                f"this bundle's model reads {written} {preprocessor.unit} features, not the {preprocessor.n_extra} this medtorch computes "
+                f"({', '.join(preprocessor.extra_features[:3])}, ...): retrain it with this version, or use the medtorch that wrote it"
             )
         return preprocessor
