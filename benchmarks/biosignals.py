@@ -70,6 +70,9 @@ CANDIDATES = {  # settings a benchmark may choose among on validation; "defaults
 }
 
 
+WINDOW_FEATURES_NOTE = "the window features of the run's commit (17; 37 from the candidates named `waveform_features_...`; 43 from `spike_features_...`)"
+
+
 def data_root() -> Path:
     return Path(os.environ.get("MEDTORCH_DATA", ROOT.parent / "shared" / "data"))
 
@@ -387,7 +390,7 @@ def cinc2017_markdown(entry: dict[str, Any]) -> list[str]:
     lines = heading("PhysioNet/CinC 2017 AF detection (single-lead ECG)", entry) + [
         f"Protocol: the {entry['records']} records of `../shared/data/cinc2017_af_subset` (v3 labels), 5-fold CV by record. "
         "Each fold's model is `medtorch train` on the folder with its defaults (or the candidate validation chose, table below): "
-        "windows at 128 Hz (10 s, or the length the candidate sets) with spectral, waveform, per-band and heart-rhythm features (waveform and per-band ones from the candidates named `waveform_features` on, fractal-dimension and spike ones from `spike_features` on), `cnn_rr`, validation by held-out training records. "
+        f"windows at 128 Hz (10 s, or the length the candidate sets) with {WINDOW_FEATURES_NOTE}, `cnn_rr`, validation by held-out training records. "
         "A held-out record's label is the argmax "
         "of its windows' mean probability. The challenge score is the mean F1 of N, A and O; its 95% CI resamples records.",
         "",
@@ -452,7 +455,7 @@ def bonn_markdown(entry: dict[str, Any]) -> list[str]:
         f"Protocol: the {entry['segments']} single-channel segments (23.6 s at 173.61 Hz) in class folders A_Z ... E_S, "
         "5-fold CV by segment (the segment is the unit: the dataset does not say which segments share a patient). "
         "Each fold's model is `medtorch train` with its defaults or the candidate validation chose (table below; "
-        "10-s windows at 128 Hz (overlapping when the candidate sets a step) with spectral features, plus waveform and per-band ones from the candidates named `waveform_features` on and fractal-dimension and spike ones from `spike_features` on, `cnn_rr`; "
+        f"10-s windows at 128 Hz (or the length and step the candidate sets) with {WINDOW_FEATURES_NOTE}, `cnn_rr`; "
         "`data.record_sampling_rate: 173.61`, since a text file does not store its rate). A segment's class is the argmax "
         "of its windows' mean probability; seizure vs non-seizure is E against the four others, read off the same "
         "five-class model. CIs resample segments.",

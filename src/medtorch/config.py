@@ -76,11 +76,11 @@ class DataConfig(_Strict):
         False, description="images: train a 2-D model on each volume's slices (the volume is the group of its slices)"
     )
 
-
     @model_validator(mode="after")
     def _windows_cover_the_signal(self) -> DataConfig:
-        if self.window_step_seconds is not None and self.window_step_seconds > self.window_seconds:
-            raise ValueError(f"data.window_step_seconds ({self.window_step_seconds}) above data.window_seconds ({self.window_seconds}) would skip signal between windows")
+        step, length = self.window_step_seconds, self.window_seconds
+        if step is not None and step > length:
+            raise ValueError(f"data.window_step_seconds ({step}) above data.window_seconds ({length}) would skip signal between windows")
         return self
 
 

@@ -412,10 +412,11 @@ def window_count(samples: int, length: int, step: int) -> int:
 
 
 def window_features(window: np.ndarray, fs: float) -> np.ndarray:
-    """Spectral features (relative band powers, log power, 90% spectral edge, line length,
-    zero crossings), waveform features (Hjorth, skewness, kurtosis, crest factor) and per-band
-    power, line length and kurtosis, each averaged over channels; then rhythm features of the first
-    channel's R-peaks (heart rate, RR mean/SDNN/RMSSD/pNN50, and irregularity); all local to the window."""
+    """``WINDOW_FEATURES``, all local to the window: spectral features (relative band powers, log power,
+    90% spectral edge, line length, zero crossings), waveform features (Hjorth, skewness, kurtosis,
+    crest factor, fractal dimensions), spike features and per-band power, line length and kurtosis,
+    each averaged over channels (:func:`channel_mean`); then rhythm features of the first channel's
+    R-peaks (heart rate, RR mean/SDNN/RMSSD/pNN50, and irregularity)."""
     parts = [spectral_features(window, fs), waveform_features(window), spike_features(window), band_features(window, fs), rhythm_features(detect_r_peaks(window, fs), fs)]
     return np.concatenate(parts).astype(np.float32)
 
@@ -431,7 +432,7 @@ def spectral_features(window: np.ndarray, fs: float) -> np.ndarray:
     line_length = np.abs(np.diff(window, axis=-1)).mean(axis=-1) / spread
     crossings = np.mean(np.diff(np.signbit(window), axis=-1), axis=-1)
     per_channel = np.stack([*relative, np.log10(total), edge, line_length, crossings], axis=1)
-    return per_channel.mean(axis=0)
+    return channel_mean(per_channel)
 
 
 def waveform_features(window: np.ndarray) -> np.ndarray:
@@ -443,7 +444,7 @@ def waveform_features(window: np.ndarray) -> np.ndarray:
     x = window.astype(np.float64)
     d1, d2 = np.diff(x, axis=-1), np.diff(x, n=2, axis=-1)
     var0, var1, var2 = x.var(axis=-1), d1.var(axis=-1), d2.var(axis=-1)
-    with np.errstate(divide="ignore", invalid="ignore"):  # a flat channel gives 0/0: its features are 0, not NaN
+    with np.errstate(divide="ignore", invalid="ignore"):  # a flat channel gives 0/0: NaN, which channel_mean leaves out
         mobility = np.sqrt(var1 / var0)
         complexity = np.sqrt(var2 / var1) / mobility
         crest = np.abs(x - x.mean(axis=-1, keepdims=True)).max(axis=-1) / np.sqrt(var0)

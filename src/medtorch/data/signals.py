@@ -276,10 +276,11 @@ class SignalPreprocessor(Preprocessor):
             raise ConfigError("signal preprocessing state is incomplete")
         legacy = {"rr_mean": "extra_mean", "rr_std": "extra_std"}  # bundles written before windows existed
         config = {legacy.get(key, key): value for key, value in config.items()}
-        stored = config.pop("extra_features", None)
+        stored = config.pop("extra_features", None)  # bundles before format 3 stored only the features' statistics
         preprocessor = cls(**config)
-        written = len(stored) if stored is not None else len(config.get("extra_mean") or preprocessor.extra_features)
-        if (stored is not None and tuple(stored) != preprocessor.extra_features) or written != preprocessor.n_extra:
+        written = len(stored) if stored is not None else len(preprocessor.extra_mean or preprocessor.extra_features)
+        same_names = stored is None or tuple(stored) == preprocessor.extra_features
+        if written != preprocessor.n_extra or not same_names:
             raise BundleError(
                 f"this bundle's model reads {written} {preprocessor.unit} features, not the {preprocessor.n_extra} this medtorch computes "
                 f"({', '.join(preprocessor.extra_features[:3])}, ...): retrain it with this version, or use the medtorch that wrote it"
