@@ -45,6 +45,9 @@ def test_a_premature_beat_has_a_short_pre_rr_and_a_long_post_rr():
     pre_ratio, post_ratio = rr[5, 4], rr[5, 5]
     assert rr[5, 0] == pytest.approx(0.6) and rr[5, 1] == pytest.approx(1.4)
     assert pre_ratio < 0.7 and post_ratio > 1.3
+    features = dict(zip(signal_io.RR_FEATURES, rr[5]))
+    assert features["post_pre_ratio"] == pytest.approx(1.4 / 0.6, rel=1e-3)  # the compensatory pause
+    assert features["pre_local_ratio"] < 0.7
 
 
 def test_rr_features_only_look_back_so_a_later_beat_changes_no_earlier_feature():
@@ -161,7 +164,7 @@ def test_preprocessor_round_trips_through_json_and_refuses_a_wrong_shape(wfdb_fo
     fitted = Signals().preprocessor(DataConfig()).fit(records)
     loaded = Signals().preprocessor_from_config(json.loads(json.dumps(fitted.get_config())))
     torch.testing.assert_close(loaded.transform(records.inputs[:5]), fitted.transform(records.inputs[:5]))
-    assert fitted.model_kwargs() == {"in_channels": 2, "length": 252, "n_extra": 7}
+    assert fitted.model_kwargs() == {"in_channels": 2, "length": 252, "n_extra": len(signal_io.RR_FEATURES)}
     with pytest.raises(DataError, match="lead"):
         fitted.transform(records.inputs[:5, 10:])
 
@@ -333,9 +336,12 @@ def test_window_preprocessor_reports_the_window_shape_and_round_trips(tmp_path):
     torch.testing.assert_close(loaded.transform(records.inputs), fitted.transform(records.inputs))
 
 
-def test_bundles_written_before_windows_existed_still_load():
+def test_beat_bundles_written_before_the_ratio_and_template_features_are_refused_with_a_clear_message():
+    from medtorch.errors import BundleError
+
     legacy = {"fs": 360.0, "leads": 2, "length": 252, "window_scale": 1.0, "rr_mean": [0.0] * 7, "rr_std": [1.0] * 7}
-    assert Signals().preprocessor_from_config(legacy).extra_std == [1.0] * 7
+    with pytest.raises(BundleError, match="reads 7 beat features.*retrain"):
+        Signals().preprocessor_from_config(legacy)
 
 
 def test_a_window_bundle_written_with_another_feature_set_is_refused_with_a_clear_message(tmp_path):
@@ -516,12 +522,43 @@ def test_template_channels_in_chunks_equal_the_whole_sequence():
     np.testing.assert_array_equal(np.concatenate([first, second]), whole)
 
 
+def _beats_with_template(odd: np.ndarray, fs: float = 360.0) -> tuple[dict[str, float], dict[str, float]]:
+    """Template features of a typical beat after 30 like it, and of ``odd`` after those 30."""
+    before, after = signal_io.beat_window(fs)
+    t = (np.arange(before + after) - before) / fs
+    typical = np.exp(-((t + 0.16) / 0.02) ** 2) * 0.15 + np.exp(-(t / 0.012) ** 2) + np.exp(-((t - 0.25) / 0.05) ** 2) * 0.3  # P, QRS, T
+    windows = np.stack([typical] * 30 + [odd])[:, None].repeat(2, axis=1).astype(np.float32)
+    features = signal_io.template_features(signal_io.with_template_channels(windows)[0], fs)
+    return dict(zip(signal_io.TEMPLATE_FEATURES, features[29])), dict(zip(signal_io.TEMPLATE_FEATURES, features[30]))
+
+
+def test_a_beat_like_the_template_has_no_difference_energy_and_full_correlation():
+    typical, _ = _beats_with_template(np.zeros(252))
+    for wave in ("p", "qrs", "t"):
+        assert typical[f"{wave}_energy_ratio"] == pytest.approx(0.0, abs=1e-6)
+    for part in ("p", "qrs", "beat"):
+        assert typical[f"{part}_correlation"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_template_features_tell_an_inverted_p_wave_from_an_inverted_qrs():
+    fs = 360.0
+    before, after = signal_io.beat_window(fs)
+    t = (np.arange(before + after) - before) / fs
+    p_wave, qrs, t_wave = np.exp(-((t + 0.16) / 0.02) ** 2) * 0.15, np.exp(-(t / 0.012) ** 2), np.exp(-((t - 0.25) / 0.05) ** 2) * 0.3
+    _, atrial = _beats_with_template(-p_wave + qrs + t_wave)  # an ectopic atrial focus: the P wave turns over (S beat)
+    _, ventricular = _beats_with_template(p_wave - 1.5 * np.exp(-(t / 0.04) ** 2) + t_wave)  # a wide, inverted QRS (V beat)
+    assert atrial["p_correlation"] < -0.9 and atrial["qrs_correlation"] > 0.99 and atrial["qrs_energy_ratio"] < 0.01
+    assert ventricular["qrs_correlation"] < 0 and ventricular["qrs_energy_ratio"] > 1 and ventricular["p_correlation"] > 0.9
+    assert atrial["p_energy_ratio"] > 0.05
+
+
 def test_beat_template_doubles_the_channels_the_model_reads_and_travels_with_the_preprocessor(wfdb_folder):
     config = DataConfig(beat_template=True)
     records = Signals().read(wfdb_folder, config)
     preprocessor = Signals().preprocessor(config).fit(records)
     assert preprocessor.leads == 2 and preprocessor.channels == 4
     assert preprocessor.model_kwargs()["in_channels"] == 4
+    assert preprocessor.extra_features == signal_io.RR_FEATURES + signal_io.TEMPLATE_FEATURES
     assert preprocessor.reading_config()["beat_template"] is True
     again = Signals().preprocessor_from_config(json.loads(json.dumps(preprocessor.get_config())))
     torch.testing.assert_close(again.transform(records.inputs[:5]), preprocessor.transform(records.inputs[:5]))

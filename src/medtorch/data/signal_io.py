@@ -35,7 +35,10 @@ BEFORE_SECONDS, AFTER_SECONDS = 0.25, 0.45  # beat window around the R-peak
 LOCAL_BEATS = 10  # RR average over the last beats
 AVERAGE_SECONDS = 300.0  # RR average over the last five minutes
 TEMPLATE_WEIGHT = 0.02  # the record's typical beat: an exponential average over about the last 50 beats
-RR_FEATURES = ("pre_rr", "post_rr", "local_rr", "average_rr", "pre_ratio", "post_ratio", "local_ratio")
+RR_FEATURES = ("pre_rr", "post_rr", "local_rr", "average_rr", "pre_ratio", "post_ratio", "local_ratio", "post_pre_ratio", "pre_local_ratio")
+# a beat against the record's typical beat so far (beat_template); averaged over leads
+TEMPLATE_FEATURES = ("qrs_energy_ratio", "p_energy_ratio", "t_energy_ratio", "qrs_correlation", "p_correlation", "beat_correlation")
+BEAT_WAVES = {"p": (-0.25, -0.07), "qrs": (-0.05, 0.05), "t": (0.10, 0.45)}  # seconds around the R-peak, inside the beat window
 BANDS = ((0.5, 4.0), (4.0, 8.0), (8.0, 13.0), (13.0, 30.0), (30.0, 45.0))  # delta, theta, alpha, beta, gamma
 BAND_NAMES = ("delta", "theta", "alpha", "beta", "gamma")
 SPECTRAL_FEATURES = (*BAND_NAMES, "log_power", "edge_frequency", "line_length", "zero_crossings")
@@ -197,19 +200,19 @@ class CausalBandpass:
 
 @dataclass
 class Beats:
-    """Beats of one or more records: ``windows`` (n, channels, length), ``rr`` (n, 7) features
-    (seconds and ratios, see ``RR_FEATURES``), R-peak ``samples``, ``labels`` (AAMI or None), ``record`` names."""
+    """Beats of one or more records: ``windows`` (n, channels, length), ``extra`` features (``RR_FEATURES``,
+    then ``TEMPLATE_FEATURES`` with a beat template), R-peak ``samples``, ``labels`` (AAMI or None), ``record`` names."""
 
     windows: np.ndarray
-    rr: np.ndarray
+    extra: np.ndarray
     samples: np.ndarray
     labels: np.ndarray
     record: np.ndarray
 
     @property
     def features(self) -> np.ndarray:
-        """One row per beat: the flattened window, then the RR features (the modality's input)."""
-        return flat_features(self.windows, self.rr)
+        """One row per beat: the flattened window, then its extra features (the modality's input)."""
+        return flat_features(self.windows, self.extra)
 
 
 def flat_features(windows: np.ndarray, extra: np.ndarray) -> np.ndarray:
@@ -222,8 +225,9 @@ def beat_window(fs: float) -> tuple[int, int]:
 
 
 def rr_features(peaks: np.ndarray, fs: float) -> np.ndarray:
-    """Causal RR features per beat (the first and last beat of a record have no neighbour: they get
-    the neighbouring interval instead)."""
+    """Causal ``RR_FEATURES`` per beat (the first and last beat of a record have no neighbour: they get
+    the neighbouring interval instead). A premature beat has a short ``pre_rr`` against the local and
+    five-minute averages and, before a compensatory pause, a high ``post_pre_ratio``."""
     times = peaks / fs
     pre = np.diff(times, prepend=times[0] - (times[1] - times[0] if len(times) > 1 else 1.0))
     post = np.append(pre[1:], pre[-1])
@@ -231,7 +235,7 @@ def rr_features(peaks: np.ndarray, fs: float) -> np.ndarray:
     start = np.searchsorted(times, times - AVERAGE_SECONDS)
     cumulative = np.concatenate([[0.0], np.cumsum(pre)])
     average = (cumulative[np.arange(1, len(pre) + 1)] - cumulative[start]) / (np.arange(1, len(pre) + 1) - start)
-    return np.column_stack([pre, post, local, average, pre / average, post / average, local / average]).astype(np.float32)
+    return np.column_stack([pre, post, local, average, pre / average, post / average, local / average, post / pre, pre / local]).astype(np.float32)
 
 
 def segment_beats(
@@ -247,7 +251,8 @@ def segment_beats(
 
     With annotations, non-beat symbols are dropped and each beat gets its AAMI class (``labelled``).
     Beats whose window runs past either end of the record are dropped. With ``template`` each
-    window also carries itself less the record's typical beat so far (:func:`with_template_channels`).
+    window also carries itself less the record's typical beat so far (:func:`with_template_channels`),
+    and the extra features add the beat's ``TEMPLATE_FEATURES``.
     """
     scale = fs / record.fs
     symbols = None
@@ -266,7 +271,40 @@ def segment_beats(
     windows = beat_windows(filtered, peaks, fs)
     if template:
         windows, _ = with_template_channels(windows)
-    return Beats(windows, rr, peaks, labels, np.full(len(peaks), record.name, dtype=object))
+    return Beats(windows, beat_extra(windows, rr, fs, template), peaks, labels, np.full(len(peaks), record.name, dtype=object))
+
+
+def beat_extra(windows: np.ndarray, rr: np.ndarray, fs: float, template: bool) -> np.ndarray:
+    """A beat's extra features: its RR features, then (with template channels) its ``TEMPLATE_FEATURES``."""
+    return np.hstack([rr, template_features(windows, fs)]).astype(np.float32) if template else rr
+
+
+def template_features(windows: np.ndarray, fs: float) -> np.ndarray:
+    """``TEMPLATE_FEATURES`` of beat windows that carry template channels (:func:`with_template_channels`):
+    the energy of the beat's difference from the template in its P, QRS and T stretches, relative to
+    the template's QRS energy, and the beat's correlation with the template over its P wave, its QRS
+    and the whole window; each averaged over leads. An ectopic beat differs from the patient's own
+    beats where the rhythm features cannot see it: its P wave (S beats) and its QRS (V beats)."""
+    leads = windows.shape[1] // 2
+    beat, relative = windows[:, :leads].astype(np.float64), windows[:, leads:].astype(np.float64)
+    template = beat - relative
+    stretch = {wave: _stretch(fs, *bounds) for wave, bounds in BEAT_WAVES.items()}
+    rms = lambda x: np.sqrt((x**2).mean(axis=2))  # noqa: E731
+    qrs_energy = rms(template[:, :, stretch["qrs"]]) + 1e-3 * rms(template) + 1e-12  # a floor for a flat lead
+    energy = [rms(relative[:, :, stretch[wave]]) / qrs_energy for wave in ("qrs", "p", "t")]
+    correlation = [_correlation(beat[:, :, part], template[:, :, part]) for part in (stretch["qrs"], stretch["p"], slice(None))]
+    return np.stack([value.mean(axis=1) for value in energy + correlation], axis=1).astype(np.float32)
+
+
+def _stretch(fs: float, start: float, end: float) -> slice:
+    before = beat_window(fs)[0]
+    return slice(before + int(round(start * fs)), before + int(round(end * fs)))
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson correlation along the last axis (0 where either side is flat)."""
+    a, b = a - a.mean(axis=2, keepdims=True), b - b.mean(axis=2, keepdims=True)
+    return (a * b).sum(axis=2) / (np.sqrt((a**2).sum(axis=2) * (b**2).sum(axis=2)) + 1e-12)
 
 
 def with_template_channels(windows: np.ndarray, template: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:

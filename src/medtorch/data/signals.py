@@ -204,9 +204,12 @@ class SignalPreprocessor(Preprocessor):
 
     @property
     def extra_features(self) -> tuple[str, ...]:
-        """Names of the hand-made features after the samples: RR intervals of a beat, or a window's features."""
+        """Names of the hand-made features after the samples: a beat's RR intervals (and its template
+        features with a beat template), or a window's features."""
         io = _io()
-        return io.RR_FEATURES if self.unit == "beat" else io.WINDOW_FEATURES
+        if self.unit == "beat":
+            return io.RR_FEATURES + (io.TEMPLATE_FEATURES if self.beat_template else ())
+        return io.WINDOW_FEATURES
 
     @property
     def n_extra(self) -> int:

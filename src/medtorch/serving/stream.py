@@ -114,9 +114,10 @@ class SignalStream:
         if not keep:
             return []
         windows = self.io.beat_windows(self.buffer, peaks[keep] - self.offset, self.model_fs)
-        if self.bundle.preprocessor.beat_template:
+        template = self.bundle.preprocessor.beat_template
+        if template:
             windows, self.template = self.io.with_template_channels(windows, self.template)
-        features = self.io.flat_features(windows, rr[keep])
+        features = self.io.flat_features(windows, self.io.beat_extra(windows, rr[keep], self.model_fs, template))
         decisions = self._label(features, peaks[keep] / self.model_fs)
         # a peak still undetected lies at most the detector's delay behind the newest sample
         pending = self.peaks[self.emitted] if self.emitted < len(self.peaks) else end
