@@ -291,8 +291,8 @@ def mitbih_markdown(entry: dict[str, Any]) -> list[str]:
     lines = heading("MIT-BIH Arrhythmia, inter-patient (AAMI EC57 classes)", entry) + [
         f"Protocol: the {len(entry['records'])} DS1 records of de Chazal et al. (2004) in `../shared/data/mitbih_arrhythmia` "
         "(the 4 paced records are left out, as the protocol does), dealt into "
-        f"{len(entry['folds'])} folds by record. Each fold's model is `medtorch.train` with the library defaults, or the "
-        "candidate validation chose (table below): `cnn_rr`, early stopping on the validation loss of held-out *training* "
+        f"{len(entry['folds'])} folds by record. Each fold's model is `medtorch.train` with the library defaults (`cnn_rr`), or the "
+        "settings of the candidate validation chose (its row in the table below), early stopping on the validation loss of held-out *training* "
         "records, `data.test_size: 0` since the fold's own records are the test. It predicts the held-out records once "
         "(label = argmax of the calibrated probabilities). Every DS1 beat is thus predicted by a model that never saw its "
         "patient: this is the estimate of performance on unseen patients (DS2 itself is not in the project). "
