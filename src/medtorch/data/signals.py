@@ -7,11 +7,12 @@ Sources (WFDB ``.hea``/``.dat``, EDF, or raw ``.npy``/``.txt``/``.csv`` arrays w
 - ``data.unit: beat`` (the default for a folder of beat-annotated records, e.g. the MIT-BIH
   Arrhythmia Database): every annotated beat is a sample, labelled with its AAMI EC57 class
   (N, S, V, F, Q). A beat is the band-passed window 0.25 s before to 0.45 s after its R-peak
-  plus seven RR-interval features (pre, post, local and five-minute average RR, and their ratios).
+  plus nine RR-interval features (``RR_FEATURES``: pre, post, local and five-minute average RR, and
+  their ratios) and, with ``data.beat_template``, six ``TEMPLATE_FEATURES`` against the record's typical beat.
 - ``data.unit: window`` (the default when records carry labels: a ``REFERENCE.csv`` of
   ``record,label`` lines as in the PhysioNet challenges, ``data.labels``, or class sub-folders
   ``folder/<label>/<record>``): every ``data.window_seconds`` window of a record is a sample with
-  the record's label (AF rhythm, seizure), plus spectral and heart-rhythm features.
+  the record's label (AF rhythm, seizure), plus the ``WINDOW_FEATURES`` (spectral, waveform, spike, per-band, rhythm).
 - With labels, each beat (by the 10 s of the record it falls in) or window gets NeuroKit2's ECG
   quality verdict (``data.ecg_quality``; on for beats, off for windows): shown in the checks and
   as subgroup metrics.
