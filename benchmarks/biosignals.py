@@ -326,8 +326,8 @@ def mitbih_markdown(entry: dict[str, Any]) -> list[str]:
         lines += [
             "",
             f"The bundle for DS2: `{entry['command']}` writes `{b['path']}/`, the same settings trained on all "
-            f"{len(entry['records'])} DS1 records ({b['minutes']} min, best epoch {b['best_epoch']}; a generated file, "
-            "2 MB, so it is not committed). Evaluate it on other records with "
+            f"{len(entry['records'])} DS1 records ({b['minutes']} min, best epoch {b['best_epoch']}; generated, so not "
+            "committed). Evaluate it on other records with "
             f"`medtorch evaluate {b['path']} --data OTHER_WFDB_FOLDER --out runs/mitbih-ds2`.",
         ]
     return lines
