@@ -71,6 +71,8 @@ CANDIDATES = {  # settings a benchmark may choose among on validation; "defaults
     "template_features": {"train": {"class_weights": "sqrt"}, "data": {"beat_template": True}},
     "template_features_linear_balanced": {"model": {"name": "rr_linear", "shape_points": 0}, "train": {"class_weights": "balanced"}, "data": {"beat_template": True}},
     "template_features_linear_sqrt": {"model": {"name": "rr_linear", "shape_points": 0}, "train": {"class_weights": "sqrt"}, "data": {"beat_template": True}},
+    "template_features_mlp_sqrt": {"model": {"name": "rr_mlp"}, "train": {"class_weights": "sqrt"}, "data": {"beat_template": True}},
+    "template_features_mlp_balanced": {"model": {"name": "rr_mlp"}, "train": {"class_weights": "balanced"}, "data": {"beat_template": True}},
 }
 
 

@@ -433,6 +433,26 @@ def test_rr_linear_tells_premature_beats_by_their_rr_ratio_alone():
     assert (model(x).argmax(dim=1) == premature.long()).float().mean() > 0.97
 
 
+def test_rr_mlp_tells_beats_off_the_rhythm_either_way_where_a_linear_model_cannot():
+    """Early (premature) and late (escape) beats are both abnormal: not one side of a line."""
+    torch.manual_seed(0)
+    n = 600
+    ratio = 0.5 + torch.rand(n)  # pre-RR over the patient's average, 0.5-1.5
+    abnormal = ((ratio - 1).abs() > 0.25).long()
+    x = torch.cat([torch.zeros(n, 8), ratio[:, None]], dim=1)
+
+    def accuracy(name: str) -> float:
+        model = create_model(name, in_channels=1, length=8, n_extra=1, out_features=2, shape_points=0)
+        optimiser = torch.optim.Adam(model.parameters(), lr=2e-2)
+        for _ in range(400):
+            optimiser.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), abnormal).backward()
+            optimiser.step()
+        return (model.eval()(x).argmax(dim=1) == abnormal).float().mean().item()
+
+    assert accuracy("rr_mlp") > 0.95 and accuracy("rr_linear") < 0.8
+
+
 @pytest.mark.parametrize("name", list_models(modality="signal"))
 def test_every_signal_model_reads_ten_second_windows(name):
     model = create_model(name, in_channels=1, length=1280, n_extra=len(signal_io.WINDOW_FEATURES), out_features=4)

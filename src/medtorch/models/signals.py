@@ -1,5 +1,5 @@
 """Biosignal classifiers: a 1-D ResNet, a GRU (the seeds' RNN), a CNN that also reads RR features,
-and a linear model on RR features and a coarse beat shape.
+and a linear model and a small perceptron on RR features and a coarse beat shape.
 
 Every model takes the signal modality's flat input, ``(batch, leads * length + n_extra)``: the
 beat (or window) samples lead after lead, then ``n_extra`` hand-made features (RR intervals).
@@ -114,22 +114,37 @@ def gru(in_channels: int, length: int, out_features: int, n_extra: int = 0, hidd
     return GRUClassifier(in_channels, length, n_extra, out_features, hidden, downsample, dropout)
 
 
-class LinearRR(_SignalModel):
-    def __init__(self, in_channels: int, length: int, n_extra: int, out_features: int, shape_points: int):
+class FeatureHead(_SignalModel):
+    """The extra features and the beat averaged to ``shape_points`` per lead, through one linear
+    layer, or (``hidden`` above 0) a one-hidden-layer perceptron."""
+
+    def __init__(self, in_channels: int, length: int, n_extra: int, out_features: int, shape_points: int, hidden: int = 0, dropout: float = 0.0, name: str = "rr_linear"):
         super().__init__(in_channels, length, n_extra)
-        if n_extra + in_channels * shape_points == 0:
-            raise ConfigError("rr_linear needs extra features (RR intervals) or shape_points above 0")
+        inputs = n_extra + in_channels * shape_points
+        if inputs == 0:
+            raise ConfigError(f"{name} needs extra features (RR intervals) or shape_points above 0")
         self.shape = nn.AdaptiveAvgPool1d(shape_points) if shape_points else None
-        self.linear = nn.Linear(n_extra + in_channels * shape_points, out_features)
+        self.head = (
+            nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, out_features))
+            if hidden
+            else nn.Linear(inputs, out_features)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         samples, extra = self.split(x)
         parts = [extra] if self.shape is None else [extra, self.shape(samples).flatten(1)]
-        return self.linear(torch.cat(parts, dim=1))
+        return self.head(torch.cat(parts, dim=1))
 
 
 @register_model("rr_linear", modality="signal", lr=1e-2, weight_decay=1e-4)
 def rr_linear(in_channels: int, length: int, out_features: int, n_extra: int = 0, shape_points: int = 8) -> nn.Module:
     """A linear model on the extra features (RR intervals and their ratios) and the beat averaged to
     ``shape_points`` per lead, after de Chazal et al. (2004): few weights, so it carries over to new patients."""
-    return LinearRR(in_channels, length, n_extra, out_features, shape_points)
+    return FeatureHead(in_channels, length, n_extra, out_features, shape_points)
+
+
+@register_model("rr_mlp", modality="signal", lr=3e-3, weight_decay=1e-4)
+def rr_mlp(in_channels: int, length: int, out_features: int, n_extra: int = 0, shape_points: int = 0, hidden: int = 32, dropout: float = 0.2) -> nn.Module:
+    """``rr_linear`` with one hidden layer: still only the hand-made features (no beat shape by
+    default), but able to combine them (an early beat *with* a P wave unlike the patient's own)."""
+    return FeatureHead(in_channels, length, n_extra, out_features, shape_points, hidden, dropout, name="rr_mlp")
