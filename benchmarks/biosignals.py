@@ -611,10 +611,13 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         "",
         f"Machine: {os.cpu_count()}-core CPU ({platform.machine()}), no GPU. Every figure is measured on records the model "
         "never saw; every choice (early stopping, calibration, the candidate settings) is made on validation records held out "
-        "of the training folds. The library's signal defaults were changed after these runs to what validation chose "
-        "(class weights `sqrt`, patience 16), so the chosen rows are what `medtorch train` now does by default, up to the "
-        "setting that was not varied. The window features grew while these runs were made (17, then 37 on 2026-12-01 with "
-        "candidates named `waveform_features_...`, then 43 with `spike_features_...`); each run's commit is in the JSON beside this file.",
+        "of the training folds. The library's signal defaults were changed after the first runs to what validation chose "
+        "then (class weights `sqrt`, patience 16); the rows chosen later add the settings of their candidate (in their "
+        "command and candidates table), which are not defaults: MIT-BIH's, a linear model on the template features, is in "
+        "the README as a config. The window features grew while these runs were made "
+        "(17, then 37 on 2026-12-01 with candidates named `waveform_features_...`, then 43 with `spike_features_...`), and so "
+        "did the beat features (7 RR features, then 9 with 6 template features from the candidates named `template_features...`); "
+        "each run's commit is in the JSON beside this file.",
         "",
     ]
     rows = goal_rows(results)
