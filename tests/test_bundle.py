@@ -110,6 +110,22 @@ def test_tampered_weights_are_refused(torch_bundle, tmp_path):
         load_bundle(path)
 
 
+def test_weights_named_for_another_version_of_the_model_are_refused_in_one_line(torch_bundle, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from medtorch.bundle import _sha256
+
+    path = save_bundle(torch_bundle, tmp_path / "bundle")
+    weights = path / "model.safetensors"
+    save_file({f"renamed.{name}": tensor for name, tensor in load_file(str(weights)).items()}, str(weights))
+    config = json.loads((path / CONFIG_FILE).read_text())
+    config["model"]["sha256"] = _sha256(weights)  # an intact file, written by a medtorch whose model named its layers otherwise
+    (path / CONFIG_FILE).write_text(json.dumps(config))
+    with pytest.raises(BundleError, match="weights do not fit this medtorch's .*retrain it") as refused:
+        load_bundle(path)
+    assert "\n" not in str(refused.value)
+
+
 def test_tampered_sklearn_model_is_refused(sklearn_bundle, tmp_path):
     path = save_bundle(sklearn_bundle, tmp_path / "bundle")
     with (path / "model.skops").open("ab") as handle:

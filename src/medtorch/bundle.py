@@ -227,7 +227,13 @@ def load_bundle(path: str | Path) -> Bundle:
         from safetensors.torch import load_file
 
         model = _build_model(model_info)
-        model.load_state_dict(load_file(str(weights)))
+        try:
+            model.load_state_dict(load_file(str(weights)))
+        except RuntimeError as error:  # torch lists every missing and unexpected weight
+            first = str(error).strip().splitlines()[-1].strip()
+            raise BundleError(
+                f"{weights}'s weights do not fit this medtorch's {model_info['name']} ({first}): retrain it with this version, or use the medtorch that wrote it"
+            ) from None
         model.eval()
     return Bundle(
         model=model,

@@ -433,6 +433,11 @@ def test_rr_linear_tells_premature_beats_by_their_rr_ratio_alone():
     assert (model(x).argmax(dim=1) == premature.long()).float().mean() > 0.97
 
 
+def test_rr_linear_keeps_the_weight_names_its_bundles_were_written_with():
+    model = create_model("rr_linear", in_channels=2, length=252, n_extra=15, out_features=5, shape_points=0)
+    assert set(model.state_dict()) == {"linear.weight", "linear.bias"}  # bundles before rr_mlp existed hold these
+
+
 def test_rr_mlp_tells_beats_off_the_rhythm_either_way_where_a_linear_model_cannot():
     """Early (premature) and late (escape) beats are both abnormal: not one side of a line."""
     torch.manual_seed(0)

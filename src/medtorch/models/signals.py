@@ -124,16 +124,17 @@ class FeatureHead(_SignalModel):
         if inputs == 0:
             raise ConfigError(f"{name} needs extra features (RR intervals) or shape_points above 0")
         self.shape = nn.AdaptiveAvgPool1d(shape_points) if shape_points else None
-        self.head = (
-            nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, out_features))
-            if hidden
-            else nn.Linear(inputs, out_features)
-        )
+        # attribute names are the bundle's weight names: rr_linear bundles hold ``linear.weight``
+        if hidden:
+            self.mlp = nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, out_features))
+        else:
+            self.linear = nn.Linear(inputs, out_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         samples, extra = self.split(x)
         parts = [extra] if self.shape is None else [extra, self.shape(samples).flatten(1)]
-        return self.head(torch.cat(parts, dim=1))
+        head = self.mlp if hasattr(self, "mlp") else self.linear
+        return head(torch.cat(parts, dim=1))
 
 
 @register_model("rr_linear", modality="signal", lr=1e-2, weight_decay=1e-4)
