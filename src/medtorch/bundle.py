@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from medtorch.data.base import Modality, Preprocessor, get_modality
-from medtorch.errors import BundleError
+from medtorch.errors import RETRAIN_HINT, BundleError
 from medtorch.registry import create_model, get_model_entry
 from medtorch.tasks import Task, task_from_config
 from medtorch.version import BUNDLE_FORMAT_VERSION, __version__
@@ -232,7 +232,7 @@ def load_bundle(path: str | Path) -> Bundle:
         except RuntimeError as error:  # torch lists every missing and unexpected weight
             first = str(error).strip().splitlines()[-1].strip()
             raise BundleError(
-                f"{weights}'s weights do not fit this medtorch's {model_info['name']} ({first}): retrain it with this version, or use the medtorch that wrote it"
+                f"{weights}'s weights do not fit this medtorch's {model_info['name']} ({first}): {RETRAIN_HINT}"
             ) from None
         model.eval()
     return Bundle(

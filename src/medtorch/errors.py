@@ -26,3 +26,6 @@ class LeakageError(DataError):
 
 class BundleError(MedtorchError):
     """A bundle folder is missing, incomplete or of an unknown format."""
+
+
+RETRAIN_HINT = "retrain it with this version, or use the medtorch that wrote it"  # a bundle another medtorch wrote

@@ -289,11 +289,14 @@ def template_features(windows: np.ndarray, fs: float) -> np.ndarray:
     beat, relative = windows[:, :leads].astype(np.float64), windows[:, leads:].astype(np.float64)
     template = beat - relative
     stretch = {wave: _stretch(fs, *bounds) for wave, bounds in BEAT_WAVES.items()}
-    rms = lambda x: np.sqrt((x**2).mean(axis=2))  # noqa: E731
-    qrs_energy = rms(template[:, :, stretch["qrs"]]) + 1e-3 * rms(template) + 1e-12  # a floor for a flat lead
-    energy = [rms(relative[:, :, stretch[wave]]) / qrs_energy for wave in ("qrs", "p", "t")]
+    qrs_energy = _rms(template[:, :, stretch["qrs"]]) + 1e-3 * _rms(template) + 1e-12  # a floor for a flat lead
+    energy = [_rms(relative[:, :, stretch[wave]]) / qrs_energy for wave in ("qrs", "p", "t")]
     correlation = [_correlation(beat[:, :, part], template[:, :, part]) for part in (stretch["qrs"], stretch["p"], slice(None))]
     return np.stack([value.mean(axis=1) for value in energy + correlation], axis=1).astype(np.float32)
+
+
+def _rms(x: np.ndarray) -> np.ndarray:
+    return np.sqrt((x**2).mean(axis=2))
 
 
 def _stretch(fs: float, start: float, end: float) -> slice:

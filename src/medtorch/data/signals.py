@@ -33,7 +33,7 @@ import torch
 
 from medtorch.config import DataConfig
 from medtorch.data.base import Fingerprints, Modality, Preprocessor, Records, register_modality
-from medtorch.errors import BundleError, ConfigError, DataError
+from medtorch.errors import RETRAIN_HINT, BundleError, ConfigError, DataError
 
 DEFAULT_FS = {"beat": 360.0, "window": 128.0}
 PACED_SYMBOL = "/"  # records with paced beats are left out of the AAMI protocol (de Chazal et al. 2004)
@@ -287,6 +287,6 @@ class SignalPreprocessor(Preprocessor):
         if written != preprocessor.n_extra or not same_names:
             raise BundleError(
                 f"this bundle's model reads {written} {preprocessor.unit} features, not the {preprocessor.n_extra} this medtorch computes "
-                f"({', '.join(preprocessor.extra_features[:3])}, ...): retrain it with this version, or use the medtorch that wrote it"
+                f"({', '.join(preprocessor.extra_features[:3])}, ...): {RETRAIN_HINT}"
             )
         return preprocessor

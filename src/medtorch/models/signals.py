@@ -124,17 +124,14 @@ class FeatureHead(_SignalModel):
         if inputs == 0:
             raise ConfigError(f"{name} needs extra features (RR intervals) or shape_points above 0")
         self.shape = nn.AdaptiveAvgPool1d(shape_points) if shape_points else None
-        # attribute names are the bundle's weight names: rr_linear bundles hold ``linear.weight``
-        if hidden:
-            self.mlp = nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, out_features))
-        else:
-            self.linear = nn.Linear(inputs, out_features)
+        # weight names are what bundles store: a hidden layer before ``linear``, so rr_linear bundles hold ``linear.*`` only
+        self.hidden = nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout)) if hidden else nn.Identity()
+        self.linear = nn.Linear(hidden or inputs, out_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         samples, extra = self.split(x)
         parts = [extra] if self.shape is None else [extra, self.shape(samples).flatten(1)]
-        head = self.mlp if hasattr(self, "mlp") else self.linear
-        return head(torch.cat(parts, dim=1))
+        return self.linear(self.hidden(torch.cat(parts, dim=1)))
 
 
 @register_model("rr_linear", modality="signal", lr=1e-2, weight_decay=1e-4)
