@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 TRAIN_RECORDS = ("101", "106", "119", "208", "209", "215")
 OTHER_RECORDS = ("203",)
@@ -44,7 +45,9 @@ def ecg_run(tmp_path_factory, shared_data, run_cli):
 def test_train_on_a_wfdb_folder_classifies_beats_into_aami_classes(ecg_run):
     root, _ = ecg_run
     metrics = json.loads((root / "run" / "metrics.json").read_text())
-    assert metrics["task"] == "multiclass" and metrics["model"] == "cnn_rr"
+    assert metrics["task"] == "multiclass" and metrics["model"] == "rr_linear"  # the default beat model, chosen on MIT-BIH DS1
+    config = yaml.safe_load((root / "run" / "config.yaml").read_text())
+    assert config["model"] == {"name": "rr_linear", "shape_points": 0} and config["data"]["beat_template"] is True
     assert set(metrics["classes"]) <= {"N", "S", "V", "F", "Q"} and "V" in metrics["classes"]
     assert {"sensitivity", "ppv", "f1"} <= set(metrics["per_class"]["V"])  # AAMI Se and +P
     assert len(metrics["operating_point"]["matrix"]) == len(metrics["classes"])

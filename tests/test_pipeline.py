@@ -173,6 +173,26 @@ def test_the_modalitys_training_defaults_fill_what_the_user_left_unset(tmp_path,
     assert train["epochs"] == 1 and train["patience"] == 3
 
 
+@pytest.mark.parametrize(
+    ("unit", "model", "expected"),
+    [
+        ("beat", {}, {"name": "rr_linear", "shape_points": 0}),  # the beat default (chosen on MIT-BIH DS1)
+        ("beat", {"shape_points": 4}, {"name": "rr_linear", "shape_points": 4}),  # an argument the user set wins
+        ("beat", {"name": "cnn_rr"}, {"name": "cnn_rr"}),  # a model the user named keeps its own defaults
+        ("window", {}, {"name": "cnn_rr"}),
+    ],
+)
+def test_the_default_model_follows_the_kind_of_sample_and_yields_to_the_user(unit, model, expected):
+    from medtorch.config import parse_config
+    from medtorch.data.signals import Signals
+    from medtorch.pipeline import resolve_config
+    from medtorch.tasks import infer_task
+
+    cfg = parse_config({"data": {"unit": unit}, "model": model})
+    resolved = resolve_config(cfg, Signals(), infer_task(np.array(["N", "V", "S"] * 10)), n_train=30)
+    assert resolved.model.model_dump() == expected
+
+
 def test_an_ensemble_of_a_scikit_learn_model_is_refused(tmp_path):
     from medtorch.errors import ConfigError
 

@@ -61,9 +61,9 @@ class DataConfig(_Strict):
         None, gt=0, description="signals: start a window every this many seconds, at most window_seconds (overlapping windows when below it; default: window_seconds)"
     )
     beat_template: bool = Field(
-        False,
-        description="signals (beats): also give the model each beat less the record's typical beat so far "
-        "(morphology relative to the patient's own beats; causal, so streaming gives the same)",
+        True,
+        description="signals (beats): also give the model each beat less the record's typical beat so far, and six features "
+        "comparing the two (morphology relative to the patient's own beats; causal, so streaming gives the same)",
     )
     ecg_quality: bool | None = Field(
         None,

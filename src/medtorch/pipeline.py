@@ -406,8 +406,8 @@ def resolve_config(cfg: RunConfig, modality: Modality, task: Task, n_train: int)
     """``cfg`` with every data-dependent default decided (written to the run's ``config.yaml``)."""
     from medtorch.training import auto_batch_size
 
-    name = cfg.model.name or modality.default_model
-    entry = get_model_entry(name)
+    model = {"name": cfg.model.name} if cfg.model.name else {**modality.default_model_settings(cfg.data), **cfg.model.kwargs()}
+    entry = get_model_entry(model["name"])
     train_updates = {k: v for k, v in modality.train_defaults.items() if k not in cfg.train.model_fields_set}
     if task.type == "regression" and cfg.train.class_weights == "auto":
         train_updates["class_weights"] = "none"  # no classes to weigh
@@ -426,7 +426,7 @@ def resolve_config(cfg: RunConfig, modality: Modality, task: Task, n_train: int)
             {
                 "data": {"format": modality.name},
                 "task": task_updates,
-                "model": {"name": name},
+                "model": model,
                 "train": train_updates,
             },
         )

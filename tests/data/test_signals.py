@@ -160,8 +160,9 @@ def test_signals_modality_is_detected_for_a_wfdb_folder(wfdb_folder):
 
 
 def test_preprocessor_round_trips_through_json_and_refuses_a_wrong_shape(wfdb_folder):
-    records = Signals().read(wfdb_folder, DataConfig())
-    fitted = Signals().preprocessor(DataConfig()).fit(records)
+    config = DataConfig(beat_template=False)
+    records = Signals().read(wfdb_folder, config)
+    fitted = Signals().preprocessor(config).fit(records)
     loaded = Signals().preprocessor_from_config(json.loads(json.dumps(fitted.get_config())))
     torch.testing.assert_close(loaded.transform(records.inputs[:5]), fitted.transform(records.inputs[:5]))
     assert fitted.model_kwargs() == {"in_channels": 2, "length": 252, "n_extra": len(signal_io.RR_FEATURES)}
@@ -578,7 +579,7 @@ def test_template_features_tell_an_inverted_p_wave_from_an_inverted_qrs():
 
 
 def test_beat_template_doubles_the_channels_the_model_reads_and_travels_with_the_preprocessor(wfdb_folder):
-    config = DataConfig(beat_template=True)
+    config = DataConfig()  # on by default for beats
     records = Signals().read(wfdb_folder, config)
     preprocessor = Signals().preprocessor(config).fit(records)
     assert preprocessor.leads == 2 and preprocessor.channels == 4
@@ -587,7 +588,7 @@ def test_beat_template_doubles_the_channels_the_model_reads_and_travels_with_the
     assert preprocessor.reading_config()["beat_template"] is True
     again = Signals().preprocessor_from_config(json.loads(json.dumps(preprocessor.get_config())))
     torch.testing.assert_close(again.transform(records.inputs[:5]), preprocessor.transform(records.inputs[:5]))
-    plain = Signals().read(wfdb_folder, DataConfig(ecg_quality=False))
+    plain = Signals().read(wfdb_folder, DataConfig(ecg_quality=False, beat_template=False))
     with pytest.raises(DataError, match="4 channel"):
         preprocessor.transform(plain.inputs[:5])
     flags = Signals().quality(records, preprocessor)

@@ -152,7 +152,7 @@ class Preprocessor(ABC):
 class Modality(ABC):
     """A kind of data: how to recognise it, read it and preprocess it.
 
-    Subclasses set ``name`` and ``default_model`` and are registered with
+    Subclasses set ``name`` and ``default_model`` (or override :meth:`default_model_settings`) and are registered with
     :func:`register_modality`.
     """
 
@@ -163,6 +163,11 @@ class Modality(ABC):
     priority: ClassVar[int] = 0
     # training settings that suit the modality, used where the user set none (e.g. fewer epochs for images)
     train_defaults: ClassVar[dict[str, Any]] = {}
+
+    def default_model_settings(self, data_config: Any) -> dict[str, Any]:
+        """The model used where the user named none: ``name`` plus factory arguments; a modality whose
+        kinds of sample want different models (a signal's beats and windows) decides from ``data_config``."""
+        return {"name": self.default_model}
 
     @classmethod
     @abstractmethod
