@@ -45,6 +45,9 @@ VALIDATION_METRICS = ("f1_macro", "accuracy", "log_loss")  # of each fold's mode
 SELECTION_METRIC = "f1_macro"  # the rule, fixed before any candidate ran: the best mean validation macro F1 wins
 CANDIDATES = {  # settings a benchmark may choose among on validation; "defaults" is the library as it ships
     "defaults": {},
+    # the library's first signal defaults, as the MIT-BIH defaults row of 2026-11-30 ran them
+    "first_defaults": {"model": {"name": "cnn_rr"}, "train": {"class_weights": "balanced", "patience": 6}, "data": {"beat_template": False}},
+    # until 2026-12-01 beats defaulted to cnn_rr without a beat template: the beat candidates below that name no model ran so
     "unweighted": {"train": {"class_weights": "none"}},
     "sqrt_weights": {"train": {"class_weights": "sqrt"}},
     "patience16": {"train": {"patience": 16}},
@@ -56,7 +59,7 @@ CANDIDATES = {  # settings a benchmark may choose among on validation; "defaults
     "bf16_60_epochs": {"train": {"mixed_precision": True, "epochs": 60}},
     "bf16_5s_windows": {"train": {"mixed_precision": True}, "data": {"window_seconds": 5}},
     "rr_linear_template": {"model": {"name": "rr_linear"}, "train": {"class_weights": "sqrt"}, "data": {"beat_template": True}},
-    "beat_template": {"train": {"class_weights": "sqrt"}, "data": {"beat_template": True}},
+    "beat_template": {"model": {"name": "cnn_rr"}, "train": {"class_weights": "sqrt"}, "data": {"beat_template": True}},
     "auto_weights_30s_windows": {"train": {"class_weights": "auto"}, "data": {"window_seconds": 30}},
     # from here on, windows also carry waveform and per-band features (library change of 2026-12-01)
     "waveform_features_ensemble3": {"train": {"mixed_precision": True, "ensemble": 3}},
@@ -68,11 +71,13 @@ CANDIDATES = {  # settings a benchmark may choose among on validation; "defaults
     "spike_features_ensemble3_20s_windows": {"train": {"mixed_precision": True, "ensemble": 3}, "data": {"window_seconds": 20}},
     "spike_features_auto_weights_30s_windows": {"train": {"class_weights": "auto"}, "data": {"window_seconds": 30}},
     # from here on, beats carry 9 RR features and, with a template, 6 template features (library change of 2026-12-01)
-    "template_features": {"train": {"class_weights": "sqrt"}, "data": {"beat_template": True}},
+    "template_features": {"model": {"name": "cnn_rr"}, "train": {"class_weights": "sqrt"}, "data": {"beat_template": True}},
     "template_features_linear_balanced": {"model": {"name": "rr_linear", "shape_points": 0}, "train": {"class_weights": "balanced"}, "data": {"beat_template": True}},
     "template_features_linear_sqrt": {"model": {"name": "rr_linear", "shape_points": 0}, "train": {"class_weights": "sqrt"}, "data": {"beat_template": True}},
     "template_features_mlp_sqrt": {"model": {"name": "rr_mlp"}, "train": {"class_weights": "sqrt"}, "data": {"beat_template": True}},
     "template_features_mlp_balanced": {"model": {"name": "rr_mlp"}, "train": {"class_weights": "balanced"}, "data": {"beat_template": True}},
+    # from here on, beats default to the template and rr_linear on the 15 features (what validation chose above)
+    "linear_auroc_stopping": {"train": {"monitor": "primary"}},
 }
 
 
@@ -293,7 +298,7 @@ def mitbih_markdown(entry: dict[str, Any]) -> list[str]:
     lines = heading("MIT-BIH Arrhythmia, inter-patient (AAMI EC57 classes)", entry) + [
         f"Protocol: the {len(entry['records'])} DS1 records of de Chazal et al. (2004) in `../shared/data/mitbih_arrhythmia` "
         "(the 4 paced records are left out, as the protocol does), dealt into "
-        f"{len(entry['folds'])} folds by record. Each fold's model is `medtorch.train` with the library defaults (`cnn_rr`), or the "
+        f"{len(entry['folds'])} folds by record. Each fold's model is `medtorch.train` with the library defaults of its commit (`rr_linear` on the RR and template features since 2026-12-01, `cnn_rr` before), or the "
         "settings of the candidate validation chose (its row in the table below), early stopping on the validation loss of held-out *training* "
         "records, `data.test_size: 0` since the fold's own records are the test. It predicts the held-out records once "
         "(label = argmax of the calibrated probabilities). Every DS1 beat is thus predicted by a model that never saw its "
@@ -613,8 +618,8 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         "never saw; every choice (early stopping, calibration, the candidate settings) is made on validation records held out "
         "of the training folds. The library's signal defaults were changed after the first runs to what validation chose "
         "then (class weights `sqrt`, patience 16); the rows chosen later add the settings of their candidate (in their "
-        "command and candidates table), which are not defaults: MIT-BIH's, a linear model on the template features, is in "
-        "the README as a config. The window features grew while these runs were made "
+        "command and candidates table), which are not defaults, except MIT-BIH's: a linear model on the RR and template "
+        "features became the beat default on 2026-12-01 (its defaults row is that). The window features grew while these runs were made "
         "(17, then 37 on 2026-12-01 with candidates named `waveform_features_...`, then 43 with `spike_features_...`), and so "
         "did the beat features (7 RR features, then 9 with 6 template features from the candidates named `template_features...`); "
         "each run's commit is in the JSON beside this file.",
