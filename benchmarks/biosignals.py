@@ -327,7 +327,7 @@ def mitbih_markdown(entry: dict[str, Any]) -> list[str]:
     lines += [f"| {c} | " + " | ".join(str(v) for v in row) + " |" for c, row in zip(AAMI, entry["confusion"])]
     lines += ["", "Published DS2 results (Se / +P %):", "", "| method | S | V |", "|---|---:|---:|"]
     lines += [f"| {name} | {r['S'][0]} / {r['S'][1]} | {r['V'][0]} / {r['V'][1]} |" for name, r in MITBIH_PUBLISHED.items()]
-    lines.append(f"| medtorch `cnn_rr`, DS1 leave-records-out CV (above) | {f['S']['se']:.0f} / {f['S']['ppv']:.0f} | {f['V']['se']:.0f} / {f['V']['ppv']:.0f} |")
+    lines.append(f"| medtorch (the result above), DS1 leave-records-out CV | {f['S']['se']:.0f} / {f['S']['ppv']:.0f} | {f['V']['se']:.0f} / {f['V']['ppv']:.0f} |")
     if "bundle" in entry:
         b = entry["bundle"]
         lines += [
