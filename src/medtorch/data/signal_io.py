@@ -249,17 +249,13 @@ def background_rhythm(pre: np.ndarray) -> np.ndarray:
     """Per beat, over the ``LOCAL_BEATS`` RR intervals before its own: their coefficient of variation,
     mean absolute successive difference relative to their mean, share of jumps over ``RR_JUMP_SECONDS``,
     and the beat's ``pre_rr`` over their median (the first beat uses its own interval)."""
-    if not len(pre):
-        return np.zeros((0, 4))
-    padded = np.concatenate([np.full(LOCAL_BEATS, np.nan), pre])
-    background = np.lib.stride_tricks.sliding_window_view(padded, LOCAL_BEATS)[: len(pre)].copy()  # row i: pre[i-10:i]
-    background[0, -1] = pre[0]
-    steps = np.abs(np.diff(background, axis=1))
-    counted = np.maximum((~np.isnan(steps)).sum(axis=1), 1)
-    mean = np.nanmean(background, axis=1)
-    successive = np.where(np.isnan(steps), 0.0, steps).sum(axis=1) / counted
-    jumps = (steps > RR_JUMP_SECONDS).sum(axis=1) / counted  # NaN compares False
-    return np.column_stack([np.nanstd(background, axis=1) / mean, successive / mean, jumps, pre / np.nanmedian(background, axis=1)])
+    rows = []
+    for i in range(len(pre)):
+        background = pre[max(0, i - LOCAL_BEATS) : i] if i else pre[:1]
+        steps = np.abs(np.diff(background)) if len(background) > 1 else np.zeros(1)
+        mean = background.mean()
+        rows.append([background.std() / mean, steps.mean() / mean, (steps > RR_JUMP_SECONDS).mean(), pre[i] / np.median(background)])
+    return np.asarray(rows, dtype=np.float64).reshape(len(pre), 4)
 
 
 def segment_beats(
