@@ -32,24 +32,11 @@ def test_non_beat_annotations_have_no_aami_class(symbol):
     assert aami_class(symbol) is None
 
 
-def test_rr_features_of_a_regular_rhythm_are_one_second_ratios_one_and_no_irregularity():
+def test_rr_features_of_a_regular_rhythm_are_one_second_and_ratios_one():
     peaks = np.arange(1, 21) * 360
-    features = dict(zip(signal_io.RR_FEATURES, rr_features(peaks, 360.0).T))
-    for name in ("pre_rr", "post_rr", "local_rr", "average_rr", "pre_ratio", "post_pre_ratio", "pre_background_ratio"):
-        np.testing.assert_allclose(features[name], 1.0, atol=1e-6)
-    for name in ("background_cv", "background_successive", "background_jumps"):
-        np.testing.assert_allclose(features[name], 0.0, atol=1e-6)
-
-
-def test_a_short_interval_inside_an_irregular_rhythm_has_an_irregular_background():
-    rng = np.random.default_rng(0)
-    regular = np.cumsum(np.r_[np.full(15, 0.8), 0.5, 1.1, np.full(5, 0.8)])  # one premature beat in sinus rhythm
-    irregular = np.cumsum(np.r_[rng.uniform(0.4, 1.2, 15), 0.5, 1.1, rng.uniform(0.4, 1.2, 5)])  # fibrillation
-    sinus = dict(zip(signal_io.RR_FEATURES, rr_features(np.round(regular * 360).astype(int), 360.0)[15]))
-    fibrillation = dict(zip(signal_io.RR_FEATURES, rr_features(np.round(irregular * 360).astype(int), 360.0)[15]))
-    assert sinus["background_cv"] < 0.01 and sinus["background_jumps"] == 0
-    assert fibrillation["background_cv"] > 0.15 and fibrillation["background_jumps"] > 0.5
-    assert sinus["pre_background_ratio"] == pytest.approx(0.5 / 0.8, rel=0.01)
+    rr = rr_features(peaks, 360.0)
+    np.testing.assert_allclose(rr[:, :4], 1.0, atol=1e-6)
+    np.testing.assert_allclose(rr[:, 4:], 1.0, atol=1e-6)
 
 
 def test_a_premature_beat_has_a_short_pre_rr_and_a_long_post_rr():

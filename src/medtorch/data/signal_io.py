@@ -35,11 +35,7 @@ BEFORE_SECONDS, AFTER_SECONDS = 0.25, 0.45  # beat window around the R-peak
 LOCAL_BEATS = 10  # RR average over the last beats
 AVERAGE_SECONDS = 300.0  # RR average over the last five minutes
 TEMPLATE_WEIGHT = 0.02  # the record's typical beat: an exponential average over about the last 50 beats
-RR_FEATURES = (
-    "pre_rr", "post_rr", "local_rr", "average_rr", "pre_ratio", "post_ratio", "local_ratio", "post_pre_ratio", "pre_local_ratio",
-    "background_cv", "background_successive", "background_jumps", "pre_background_ratio",
-)  # fmt: skip
-RR_JUMP_SECONDS = 0.05  # a change between successive RR intervals that counts as a jump (as in pNN50)
+RR_FEATURES = ("pre_rr", "post_rr", "local_rr", "average_rr", "pre_ratio", "post_ratio", "local_ratio", "post_pre_ratio", "pre_local_ratio")
 # a beat against the record's typical beat so far (beat_template); averaged over leads
 TEMPLATE_FEATURES = ("qrs_energy_ratio", "p_energy_ratio", "t_energy_ratio", "qrs_correlation", "p_correlation", "beat_correlation")
 BEAT_WAVES = {"p": (-0.25, -0.07), "qrs": (-0.05, 0.05), "t": (0.10, 0.45)}  # seconds around the R-peak, inside the beat window
@@ -231,9 +227,7 @@ def beat_window(fs: float) -> tuple[int, int]:
 def rr_features(peaks: np.ndarray, fs: float) -> np.ndarray:
     """Causal ``RR_FEATURES`` per beat (the first and last beat of a record have no neighbour: they get
     the neighbouring interval instead). A premature beat has a short ``pre_rr`` against the local and
-    five-minute averages and, before a compensatory pause, a high ``post_pre_ratio``. The ``background_*``
-    features describe the rhythm the beat interrupts (:func:`background_rhythm`): in atrial fibrillation
-    a short ``pre_rr`` is the rhythm itself, not a premature beat."""
+    five-minute averages and, before a compensatory pause, a high ``post_pre_ratio``."""
     times = peaks / fs
     pre = np.diff(times, prepend=times[0] - (times[1] - times[0] if len(times) > 1 else 1.0))
     post = np.append(pre[1:], pre[-1])
@@ -241,21 +235,7 @@ def rr_features(peaks: np.ndarray, fs: float) -> np.ndarray:
     start = np.searchsorted(times, times - AVERAGE_SECONDS)
     cumulative = np.concatenate([[0.0], np.cumsum(pre)])
     average = (cumulative[np.arange(1, len(pre) + 1)] - cumulative[start]) / (np.arange(1, len(pre) + 1) - start)
-    ratios = [pre / average, post / average, local / average, post / pre, pre / local]
-    return np.column_stack([pre, post, local, average, *ratios, background_rhythm(pre)]).astype(np.float32)
-
-
-def background_rhythm(pre: np.ndarray) -> np.ndarray:
-    """Per beat, over the ``LOCAL_BEATS`` RR intervals before its own: their coefficient of variation,
-    mean absolute successive difference relative to their mean, share of jumps over ``RR_JUMP_SECONDS``,
-    and the beat's ``pre_rr`` over their median (the first beat uses its own interval)."""
-    rows = []
-    for i in range(len(pre)):
-        background = pre[max(0, i - LOCAL_BEATS) : i] if i else pre[:1]
-        steps = np.abs(np.diff(background)) if len(background) > 1 else np.zeros(1)
-        mean = background.mean()
-        rows.append([background.std() / mean, steps.mean() / mean, (steps > RR_JUMP_SECONDS).mean(), pre[i] / np.median(background)])
-    return np.asarray(rows, dtype=np.float64).reshape(len(pre), 4)
+    return np.column_stack([pre, post, local, average, pre / average, post / average, local / average, post / pre, pre / local]).astype(np.float32)
 
 
 def segment_beats(
