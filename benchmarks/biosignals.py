@@ -79,6 +79,10 @@ CANDIDATES = {  # settings a benchmark may choose among on validation; "defaults
     # from here on, beats default to the template and rr_linear on the 15 features (what validation chose above)
     "linear_auroc_stopping": {"train": {"monitor": "primary"}},
 }
+RETIRED_CANDIDATES = {  # rows kept in the JSON whose code was reverted after validation passed them over (not rerunnable)
+    "background_rhythm_features": "the defaults of commit 20dfa07, whose beats had four more RR features: the variation, successive "
+    "change and jumps of the 10 RR intervals before the beat, and pre-RR over their median",
+}
 
 
 WINDOW_FEATURES_NOTE = "the window features of the run's commit (17; 37 from the candidates named `waveform_features_...`; 43 from `spike_features_...`)"
@@ -125,9 +129,10 @@ def selection_rows(results: dict[str, Any], benchmark: str, figure: Callable[[di
         entry = results[key]
         name = key.split("@")[1] if "@" in key else "defaults"
         val = {m: np.mean([f["validation"][m] for f in entry["folds"]]) for m in VALIDATION_METRICS} if all("validation" in f for f in entry["folds"]) else None
+        settings = f"`{json.dumps(CANDIDATES[name])}`" if name in CANDIDATES else RETIRED_CANDIDATES[name]
         lines.append(
-            f"| {name} | `{json.dumps(CANDIDATES[name])}` | {val['f1_macro']:.3f} | {val['accuracy']:.3f} | {figure(entry)} | {'yes' if key == best else ''} |"
-            if val else f"| {name} | `{json.dumps(CANDIDATES[name])}` | – | – | {figure(entry)} | |"
+            f"| {name} | {settings} | {val['f1_macro']:.3f} | {val['accuracy']:.3f} | {figure(entry)} | {'yes' if key == best else ''} |"
+            if val else f"| {name} | {settings} | – | – | {figure(entry)} | |"
         )
     return lines
 
