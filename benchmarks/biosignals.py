@@ -130,10 +130,8 @@ def selection_rows(results: dict[str, Any], benchmark: str, figure: Callable[[di
         name = key.split("@")[1] if "@" in key else "defaults"
         val = {m: np.mean([f["validation"][m] for f in entry["folds"]]) for m in VALIDATION_METRICS} if all("validation" in f for f in entry["folds"]) else None
         settings = f"`{json.dumps(CANDIDATES[name])}`" if name in CANDIDATES else RETIRED_CANDIDATES[name]
-        lines.append(
-            f"| {name} | {settings} | {val['f1_macro']:.3f} | {val['accuracy']:.3f} | {figure(entry)} | {'yes' if key == best else ''} |"
-            if val else f"| {name} | {settings} | – | – | {figure(entry)} | |"
-        )
+        scores = f"{val['f1_macro']:.3f} | {val['accuracy']:.3f}" if val else "– | –"
+        lines.append(f"| {name} | {settings} | {scores} | {figure(entry)} | {'yes' if val and key == best else ''} |")
     return lines
 
 
