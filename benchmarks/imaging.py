@@ -229,7 +229,10 @@ def main() -> None:
         results.setdefault(args.variant, {})[name] = {"candidate": args.candidate, **run_dataset(name, args.data_root, args.runs / args.variant, overrides)}
         print(name, json.dumps(results[args.variant][name]), flush=True)
         write_markdown(args.out, command, results, speeds)
-    speeds |= {m: throughput(args.data_root, m) for m in args.throughput_models}
+    from medtorch.training.trainer import cpu_has_native_bf16
+
+    models = [m for m in args.throughput_models if cpu_has_native_bf16() or not m.endswith(":bf16")]  # the Trainer would run fp32 there
+    speeds |= {m: throughput(args.data_root, m) for m in models}
     print(json.dumps(speeds), flush=True)
     write_markdown(args.out, command, results, speeds)
     print(f"wrote {args.out}")

@@ -119,7 +119,7 @@ class TrainConfig(_Strict):
     monitor: Literal["loss", "primary"] = Field("loss", description="validation loss or the task's primary metric")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     mixed_precision: bool | Literal["auto"] = Field(
-        "auto", description="bf16 autocast: 'auto' on GPU only; true also on CPU (about 2x for conv nets on CPUs with AVX512-BF16 or AMX)"
+        "auto", description="bf16 autocast: 'auto' on GPU only; true also on CPU (about 2x for conv nets on CPUs with AVX512-BF16 or AMX; fp32 with a warning on CPUs without native bf16, where it would be slower)"
     )
     num_workers: int = Field(0, ge=0)
     seed: int = 0

@@ -17,7 +17,11 @@ def check_installation(echo: Callable[[str], None] = print) -> list[str]:
 
     from medtorch.version import __version__
 
+    from medtorch.training.trainer import cpu_has_native_bf16
+
     echo(f"medtorch {__version__}, torch {torch.__version__} (cuda {torch.version.cuda}), numpy {numpy.__version__}, scikit-learn {sklearn.__version__}")
+    native = cpu_has_native_bf16()
+    echo(f"CPU: {torch.backends.cpu.get_cpu_capability()}, native bf16: {'yes' if native else 'no (train.mixed_precision: true trains in fp32 here)'}")
     problems = []
     nvidia = sorted(d.metadata["Name"] for d in distributions() if (d.metadata["Name"] or "").lower().startswith("nvidia-"))
     if nvidia:

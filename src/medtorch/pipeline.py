@@ -210,6 +210,7 @@ class _Networks:
             "stopped_early": results[0].stopped_early,
             "resumed_from_epoch": results[0].resumed_from_epoch,
             "seconds": round(sum(r.seconds for r in results), 2),
+            "precision": results[0].precision,
         }
         if len(results) > 1:
             training["members"] = [

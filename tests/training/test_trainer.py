@@ -18,6 +18,7 @@ from medtorch.errors import MedtorchError
 from medtorch.tasks import BinaryTask, MulticlassTask
 from medtorch.training import Trainer
 from medtorch.training import checkpoint as ckpt
+from medtorch.training import trainer as trainer_module
 
 FEATURES = 5
 
@@ -597,7 +598,8 @@ def test_batched_and_per_item_datasets_train_to_the_same_weights():
 
 
 # ------------------------------------------------------------------ precision
-def test_mixed_precision_true_trains_in_bf16_on_cpu_and_still_learns():
+def test_mixed_precision_true_trains_in_bf16_on_cpu_and_still_learns(monkeypatch):
+    monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: True)  # bf16 runs everywhere, natively or not
     model, seen = mlp(), []
     model.register_forward_hook(lambda module, args, output: seen.append(output.dtype))
     trainer(model, config(epochs=10, mixed_precision=True)).fit(separable(400, 0))
@@ -606,6 +608,15 @@ def test_mixed_precision_true_trains_in_bf16_on_cpu_and_still_learns():
     with torch.no_grad():
         scores = model(valid.tensors[0]).reshape(-1).float()
     assert roc_auc_score(valid.tensors[1].numpy(), scores.numpy()) > 0.95
+
+
+def test_mixed_precision_true_stays_float32_with_a_warning_on_a_cpu_without_native_bf16(monkeypatch):
+    monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: False)
+    model, seen = mlp(), []
+    model.register_forward_hook(lambda module, args, output: seen.append(output.dtype))
+    with pytest.warns(RuntimeWarning, match="no native bf16"):
+        result = trainer(model, config(epochs=1, mixed_precision=True)).fit(separable(100, 0))
+    assert seen[0] == torch.float32 and result.precision == "fp32"
 
 
 def test_mixed_precision_auto_keeps_float32_on_cpu():
