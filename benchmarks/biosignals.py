@@ -81,6 +81,8 @@ CANDIDATES = {  # settings a benchmark may choose among on validation; "defaults
     "template_features_mlp_balanced": {"model": {"name": "rr_mlp"}, "train": {"class_weights": "balanced"}, "data": {"beat_template": True}},
     # from here on, beats default to the template and rr_linear on the 15 features (what validation chose above)
     "linear_auroc_stopping": {"train": {"monitor": "primary"}},
+    # from here on, the beat template leaves premature beats out (library change of 2026-12-02): the defaults of that commit
+    "nonpremature_template": {},
 }
 RETIRED_CANDIDATES = {  # rows kept in the JSON whose code was reverted after validation passed them over (not rerunnable)
     "background_rhythm_features": "the defaults of commit 20dfa07, whose beats had four more RR features: the variation, successive "

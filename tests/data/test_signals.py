@@ -540,6 +540,19 @@ def test_template_channels_are_zero_for_a_repeated_beat_and_show_how_an_odd_beat
     np.testing.assert_allclose(channels[21, 2:], -0.04 * beat[0], atol=1e-6)  # the odd beat raised the template by 0.02 x 2
 
 
+def test_a_premature_beat_stays_out_of_the_template_so_bigeminy_does_not_blur_it():
+    beat = np.sin(np.linspace(0, np.pi, 30, dtype=np.float32))[None, None]  # (1, 1 lead, 30)
+    windows = np.concatenate([beat] * 3 + [-beat, beat] * 100, axis=0)  # then inverted (ectopic) and normal beats alternate
+    peaks = np.cumsum([0, 360, 360] + [280, 440] * 100)  # each ectopic beat comes early, then a pause
+    premature = signal_io.premature_beats(signal_io.rr_features(peaks, 360.0))
+    np.testing.assert_array_equal(premature, [False] * 3 + [True, False] * 100)
+    channels, template = signal_io.with_template_channels(windows, premature=premature)
+    np.testing.assert_allclose(template, beat[0], atol=1e-6)  # the normal beat, not their average
+    np.testing.assert_allclose(channels[-2, 1], -2 * beat[0, 0], atol=1e-6)  # the last ectopic beat stands out in full
+    blurred = signal_io.with_template_channels(windows)[1]
+    assert np.abs(blurred).max() < 0.1  # over every beat, the typical beat averages out
+
+
 def test_template_channels_in_chunks_equal_the_whole_sequence():
     windows = np.random.default_rng(0).normal(size=(50, 2, 30)).astype(np.float32)
     whole, _ = signal_io.with_template_channels(windows)

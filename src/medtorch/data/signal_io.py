@@ -35,6 +35,7 @@ BEFORE_SECONDS, AFTER_SECONDS = 0.25, 0.45  # beat window around the R-peak
 LOCAL_BEATS = 10  # RR average over the last beats
 AVERAGE_SECONDS = 300.0  # RR average over the last five minutes
 TEMPLATE_WEIGHT = 0.02  # the record's typical beat: an exponential average over about the last 50 beats
+PREMATURE_RATIO = 0.9  # a beat whose pre-RR is under this share of the local RR is premature: it stays out of the template
 RR_FEATURES = ("pre_rr", "post_rr", "local_rr", "average_rr", "pre_ratio", "post_ratio", "local_ratio", "post_pre_ratio", "pre_local_ratio")
 # a beat against the record's typical beat so far (beat_template); averaged over leads
 TEMPLATE_FEATURES = ("qrs_energy_ratio", "p_energy_ratio", "t_energy_ratio", "qrs_correlation", "p_correlation", "beat_correlation")
@@ -270,7 +271,7 @@ def segment_beats(
     labels = symbols[inside] if symbols is not None and labelled else np.full(len(peaks), None, dtype=object)
     windows = beat_windows(filtered, peaks, fs)
     if template:
-        windows, _ = with_template_channels(windows)
+        windows, _ = with_template_channels(windows, premature=premature_beats(rr))
     return Beats(windows, beat_extra(windows, rr, fs, template), peaks, labels, np.full(len(peaks), record.name, dtype=object))
 
 
@@ -310,19 +311,30 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(axis=2) / (np.sqrt((a**2).sum(axis=2) * (b**2).sum(axis=2)) + 1e-12)
 
 
-def with_template_channels(windows: np.ndarray, template: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+def premature_beats(rr: np.ndarray) -> np.ndarray:
+    """Beats whose pre-RR is under ``PREMATURE_RATIO`` of the local RR (``rr``: their ``RR_FEATURES``)."""
+    return rr[:, RR_FEATURES.index("pre_local_ratio")] < PREMATURE_RATIO
+
+
+def with_template_channels(
+    windows: np.ndarray, template: np.ndarray | None = None, premature: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Each beat window followed by itself less the record's typical beat before it: the morphology
     relative to this patient's own beats (a bundle-branch-block patient's normal beats are wide
     too, so only the difference tells a V beat). The typical beat is an exponential average of the
-    earlier windows (weight ``TEMPLATE_WEIGHT``), started at the first beat; causal, so a stream
-    that passes the returned ``template`` on gets the same channels. Returns (windows with twice
-    the channels, the template after the last beat)."""
+    earlier windows (weight ``TEMPLATE_WEIGHT``), started at the first beat, that leaves out the
+    ``premature`` ones (:func:`premature_beats`): most ectopic beats come early, and in bigeminy or
+    frequent V beats an average over every beat would be half ectopic. Causal, so a stream that
+    passes the returned ``template`` on gets the same channels. Returns (windows with twice the
+    channels, the template after the last beat)."""
     relative = np.empty_like(windows)
     state = None if template is None else template.astype(np.float64)
+    skip = np.zeros(len(windows), dtype=bool) if premature is None else np.asarray(premature, dtype=bool)
     for index, window in enumerate(windows):
         state = window.astype(np.float64) if state is None else state
         relative[index] = window - state
-        state = (1 - TEMPLATE_WEIGHT) * state + TEMPLATE_WEIGHT * window
+        if not skip[index]:
+            state = (1 - TEMPLATE_WEIGHT) * state + TEMPLATE_WEIGHT * window
     return np.concatenate([windows, relative], axis=1), state
 
 

@@ -116,7 +116,7 @@ class SignalStream:
         windows = self.io.beat_windows(self.buffer, peaks[keep] - self.offset, self.model_fs)
         template = self.bundle.preprocessor.beat_template
         if template:
-            windows, self.template = self.io.with_template_channels(windows, self.template)
+            windows, self.template = self.io.with_template_channels(windows, self.template, premature=self.io.premature_beats(rr[keep]))
         features = self.io.flat_features(windows, self.io.beat_extra(windows, rr[keep], self.model_fs, template))
         decisions = self._label(features, peaks[keep] / self.model_fs)
         # a peak still undetected lies at most the detector's delay behind the newest sample
