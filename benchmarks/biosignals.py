@@ -306,7 +306,7 @@ def mitbih_markdown(entry: dict[str, Any]) -> list[str]:
     lines = heading("MIT-BIH Arrhythmia, inter-patient (AAMI EC57 classes)", entry) + [
         f"Protocol: the {len(entry['records'])} DS1 records of de Chazal et al. (2004) in `../shared/data/mitbih_arrhythmia` "
         "(the 4 paced records are left out, as the protocol does), dealt into "
-        f"{len(entry['folds'])} folds by record. Each fold's model is `medtorch.train` with the library defaults of its commit (`rr_linear` on the RR and template features since 2026-12-01, `cnn_rr` before), or the "
+        f"{len(entry['folds'])} folds by record. Each fold's model is `medtorch.train` with the library defaults of its commit (`rr_linear` on the RR and template features since 2026-12-01, `cnn_rr` before; premature beats out of the template since 2026-12-02), or the "
         "settings of the candidate validation chose (its row in the table below), early stopping on the validation loss of held-out *training* "
         "records, `data.test_size: 0` since the fold's own records are the test. It predicts the held-out records once "
         "(label = argmax of the calibrated probabilities). Every DS1 beat is thus predicted by a model that never saw its "
@@ -627,7 +627,8 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         "of the training folds. The library's signal defaults were changed after the first runs to what validation chose "
         "then (class weights `sqrt`, patience 16); the rows chosen later add the settings of their candidate (in their "
         "command and candidates table), which are not defaults, except MIT-BIH's: a linear model on the RR and template "
-        "features became the beat default on 2026-12-01 (its defaults row is that). The window features grew while these runs were made "
+        "features became the beat default on 2026-12-01 (its defaults row is that), and on 2026-12-02 a beat template that leaves "
+        "premature beats out (row `nonpremature_template`; the defaults row is the defaults before it). The window features grew while these runs were made "
         "(17, then 37 on 2026-12-01 with candidates named `waveform_features_...`, then 43 with `spike_features_...`), and so "
         "did the beat features (7 RR features, then 9 with 6 template features from the candidates named `template_features...`); "
         "each run's commit is in the JSON beside this file.",
