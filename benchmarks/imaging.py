@@ -231,8 +231,12 @@ def main() -> None:
         write_markdown(args.out, command, results, speeds)
     from medtorch.training.trainer import cpu_has_native_bf16
 
-    models = [m for m in args.throughput_models if cpu_has_native_bf16() or not m.endswith(":bf16")]  # the Trainer would run fp32 there
-    speeds |= {m: throughput(args.data_root, m) for m in models}
+    for model in args.throughput_models:
+        if model.endswith(":bf16") and not cpu_has_native_bf16():  # the Trainer would run fp32 there
+            speeds.pop(model, None)  # a row from another CPU would not compare with this one's
+            print(f"skipped {model}: this CPU has no native bf16", flush=True)
+        else:
+            speeds[model] = throughput(args.data_root, model)
     print(json.dumps(speeds), flush=True)
     write_markdown(args.out, command, results, speeds)
     print(f"wrote {args.out}")

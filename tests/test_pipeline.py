@@ -131,6 +131,7 @@ def test_metrics_json_carries_the_clinical_sections(tmp_path):
     assert set(saved["baselines"]) == {"prior", "logistic_regression", "hist_gradient_boosting"}
     assert saved["baselines"]["prior"]["metrics"]["auroc"]["value"] == pytest.approx(0.5)
     assert saved["explanations"]["method"] == "integrated_gradients"
+    assert saved["training"]["precision"] == "fp32"  # mixed_precision "auto" keeps the CPU in fp32
     assert next(iter(saved["explanations"]["feature_importance"])) == "a"  # the only informative column ranks first
     page = (tmp_path / "run" / "report.html").read_text()
     for heading in ("Model card", "Leakage and data checks", "Operating point", "Calibration", "Uncertainty", "Subgroups", "Decision curve"):

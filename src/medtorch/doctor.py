@@ -15,9 +15,8 @@ def check_installation(echo: Callable[[str], None] = print) -> list[str]:
     import sklearn
     import torch
 
-    from medtorch.version import __version__
-
     from medtorch.training.trainer import cpu_has_native_bf16
+    from medtorch.version import __version__
 
     echo(f"medtorch {__version__}, torch {torch.__version__} (cuda {torch.version.cuda}), numpy {numpy.__version__}, scikit-learn {sklearn.__version__}")
     native = cpu_has_native_bf16()

@@ -554,11 +554,19 @@ def test_a_premature_beat_stays_out_of_the_template_so_bigeminy_does_not_blur_it
 
 
 def test_template_channels_in_chunks_equal_the_whole_sequence():
-    windows = np.random.default_rng(0).normal(size=(50, 2, 30)).astype(np.float32)
-    whole, _ = signal_io.with_template_channels(windows)
-    first, state = signal_io.with_template_channels(windows[:17])
-    second, _ = signal_io.with_template_channels(windows[17:], state)
+    rng = np.random.default_rng(0)
+    windows = rng.normal(size=(50, 2, 30)).astype(np.float32)
+    premature = rng.random(50) < 0.3
+    premature[:3] = True, False, False  # the template starts at the first beat that is not premature
+    whole, _ = signal_io.with_template_channels(windows, premature=premature)
+    first, state = signal_io.with_template_channels(windows[:17], premature=premature[:17])
+    second, _ = signal_io.with_template_channels(windows[17:], state, premature=premature[17:])
     np.testing.assert_array_equal(np.concatenate([first, second]), whole)
+    np.testing.assert_array_equal(whole[0, 2:], 0)
+    np.testing.assert_array_equal(whole[1, 2:], 0)  # beat 1 starts the template
+    np.testing.assert_allclose(whole[2, 2:], windows[2] - windows[1], atol=1e-6)
+    with pytest.raises(ValueError, match="premature flags"):
+        signal_io.with_template_channels(windows, premature=premature[:10])
 
 
 def _beats_with_template(odd: np.ndarray, fs: float = 360.0) -> tuple[dict[str, float], dict[str, float]]:

@@ -83,6 +83,20 @@ def unannotated_record(tmp_path_factory):
     return folder / "bare.hea"
 
 
+@pytest.fixture(scope="module")
+def record_with_early_beats(tmp_path_factory):
+    """Every fifth beat comes 35% early, then a pause: premature beats stay out of the template, in the stream too."""
+    fs = 360
+    ecg = _simulate(12, fs, 5, 60)  # one beat a second: a cycle is one second of signal
+    cycle = ecg[4 * fs : 5 * fs]
+    lengths = [fs if i % 5 != 3 else int(0.65 * fs) for i in range(44)]  # a short cycle brings the next beat early
+    lengths = [length if i % 5 != 4 else fs + fs - lengths[i - 1] for i, length in enumerate(lengths)]  # compensatory pause
+    signal = np.concatenate([np.resize(cycle, length) for length in lengths])
+    folder = tmp_path_factory.mktemp("early")
+    _write_record(folder, "early", signal, fs, annotate=False)
+    return folder / "early.hea"
+
+
 def _offline(bundle, record):
     table = bundle.predict(record)
     times = np.array([float(name.split("@")[1].rstrip("s")) for name in table["input"]])
@@ -112,6 +126,18 @@ def test_streamed_windows_equal_offline_prediction_including_a_padded_short_reco
         assert len(decisions) == len(table) == (windows_of_47_s if name == "long" else 1)
         np.testing.assert_allclose([d.time for d in decisions], times, atol=0.05)
         assert [d.label for d in decisions] == table["prediction"].tolist()
+
+
+@pytest.mark.parametrize("chunk_seconds", [0.37, 5.0])
+def test_streamed_beats_equal_offline_when_premature_beats_stay_out_of_the_template(template_bundle, record_with_early_beats, chunk_seconds):
+    record = signal_io.read_record(record_with_early_beats)
+    peaks = signal_io.detect_r_peaks(record.signal, record.fs)
+    assert signal_io.premature_beats(signal_io.rr_features(peaks, record.fs)).sum() >= 5  # the case this test is about
+    table, times = _offline(template_bundle, record_with_early_beats)
+    decisions = stream_record(template_bundle, record_with_early_beats, chunk_seconds=chunk_seconds).decisions
+    np.testing.assert_allclose([d.time for d in decisions], times, atol=1e-3)
+    scores = np.array([d.scores for d in decisions]).reshape(len(decisions), -1)
+    np.testing.assert_allclose(scores, table.filter(like="probability_").to_numpy(), atol=1e-4)
 
 
 def test_a_window_is_decided_as_soon_as_its_last_sample_arrives(window_bundle):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -612,11 +613,25 @@ def test_mixed_precision_true_trains_in_bf16_on_cpu_and_still_learns(monkeypatch
 
 def test_mixed_precision_true_stays_float32_with_a_warning_on_a_cpu_without_native_bf16(monkeypatch):
     monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(trainer_module, "_warned_about_bf16", False)
     model, seen = mlp(), []
     model.register_forward_hook(lambda module, args, output: seen.append(output.dtype))
     with pytest.warns(RuntimeWarning, match="no native bf16"):
         result = trainer(model, config(epochs=1, mixed_precision=True)).fit(separable(100, 0))
     assert seen[0] == torch.float32 and result.precision == "fp32"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        trainer(mlp(), config(epochs=1, mixed_precision=True))  # said once per process, not once per member or fold
+
+
+def test_native_bf16_is_read_from_the_cpu_flags_not_from_onednn(monkeypatch, tmp_path):
+    cpuinfo = {"avx2 avx512f avx512bw avx512vl avx512dq": False, "avx2 avx512f avx512_bf16": True, "fp asimd bf16 i8mm": True}
+    for flags, native in cpuinfo.items():
+        (tmp_path / "cpuinfo").write_text(f"processor : 0\nflags : {flags}\n")
+        monkeypatch.setattr(trainer_module, "Path", lambda path: tmp_path / "cpuinfo")
+        trainer_module.cpu_has_native_bf16.cache_clear()
+        assert trainer_module.cpu_has_native_bf16() is native, flags
+    trainer_module.cpu_has_native_bf16.cache_clear()
 
 
 def test_mixed_precision_auto_keeps_float32_on_cpu():

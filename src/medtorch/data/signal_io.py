@@ -322,7 +322,7 @@ def with_template_channels(
     """Each beat window followed by itself less the record's typical beat before it: the morphology
     relative to this patient's own beats (a bundle-branch-block patient's normal beats are wide
     too, so only the difference tells a V beat). The typical beat is an exponential average of the
-    earlier windows (weight ``TEMPLATE_WEIGHT``), started at the first beat, that leaves out the
+    earlier windows (weight ``TEMPLATE_WEIGHT``), started at the first beat that is not premature, that leaves out the
     ``premature`` ones (:func:`premature_beats`): most ectopic beats come early, and in bigeminy or
     frequent V beats an average over every beat would be half ectopic. Causal, so a stream that
     passes the returned ``template`` on gets the same channels. Returns (windows with twice the
@@ -330,11 +330,12 @@ def with_template_channels(
     relative = np.empty_like(windows)
     state = None if template is None else template.astype(np.float64)
     skip = np.zeros(len(windows), dtype=bool) if premature is None else np.asarray(premature, dtype=bool)
+    if len(skip) != len(windows):
+        raise ValueError(f"{len(skip)} premature flags for {len(windows)} beats")
     for index, window in enumerate(windows):
-        state = window.astype(np.float64) if state is None else state
-        relative[index] = window - state
+        relative[index] = window - (window if state is None else state)  # zero until a non-premature beat starts the template
         if not skip[index]:
-            state = (1 - TEMPLATE_WEIGHT) * state + TEMPLATE_WEIGHT * window
+            state = window.astype(np.float64) if state is None else (1 - TEMPLATE_WEIGHT) * state + TEMPLATE_WEIGHT * window
     return np.concatenate([windows, relative], axis=1), state
 
 

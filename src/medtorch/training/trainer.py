@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import csv
+import functools
 import math
 import time
 import warnings
@@ -64,28 +65,42 @@ class _Progress:
     finished: bool = False
 
 
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")  # /proc/cpuinfo flags: x86 AVX512-BF16 and AMX, Arm's BF16
+_warned_about_bf16 = False  # the fallback is said once per process, not once per ensemble member or fold
+
+
+@functools.cache
 def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), as oneDNN reports it."""
+    """Whether this CPU computes bf16 natively, by its ``/proc/cpuinfo`` flags (``NATIVE_BF16_FLAGS``).
+
+    oneDNN's own check says yes to any AVX512 CPU, which only emulates bf16; without
+    ``/proc/cpuinfo`` (macOS, Windows) the answer is no, the side that cannot slow training down.
+    """
+    cpuinfo = Path("/proc/cpuinfo")
     try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # a torch build without oneDNN
+        flags = set(cpuinfo.read_text().split())
+    except OSError:
         return False
+    return not flags.isdisjoint(NATIVE_BF16_FLAGS)
 
 
 def use_bf16_autocast(mixed_precision: bool | str, device: torch.device) -> bool:
     """bf16 autocast for ``train.mixed_precision``: ``"auto"`` on a GPU only; ``True`` also on a CPU,
-    unless the CPU lacks native bf16 (AVX2 only): there autocast is emulated and several times
-    slower than fp32 (7x for ``cnn_rr`` on an AVX2 EPYC), so training stays fp32 with a warning.
+    unless the CPU lacks native bf16 (e.g. AVX2 only): there autocast is emulated and several times
+    slower than fp32 (7x for ``cnn_rr`` on an AVX2 EPYC), so training stays fp32, with a warning once.
 
     >>> use_bf16_autocast("auto", torch.device("cpu"))
     False
     """
+    global _warned_about_bf16
     if mixed_precision == "auto":
         return device.type == "cuda"
     if mixed_precision is not True:
         return False
     if device.type == "cpu" and not cpu_has_native_bf16():
-        warnings.warn("train.mixed_precision: this CPU has no native bf16 (AVX512-BF16 or AMX), where bf16 is slower than fp32; training in fp32", RuntimeWarning, stacklevel=3)
+        if not _warned_about_bf16:
+            warnings.warn("train.mixed_precision: this CPU has no native bf16 (AVX512-BF16 or AMX), where bf16 is slower than fp32; training in fp32", RuntimeWarning, stacklevel=3)
+            _warned_about_bf16 = True
         return False
     return True
 
