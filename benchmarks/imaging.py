@@ -120,7 +120,13 @@ def fmt(entry: dict) -> str:
     return f"{entry['value']:.3f} [{low:.3f}, {high:.3f}]"
 
 
-def write_markdown(out: Path, command: str, results: dict, speeds: dict) -> None:
+def measurement_stamp() -> str:
+    """When and at which commit the numbers were measured (kept in the JSON, so --render does not restamp them)."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    return f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}; commit {commit}"
+
+
+def write_markdown(out: Path, command: str, results: dict, speeds: dict, stamp: str) -> None:
     import torch
 
     lines = [
@@ -130,7 +136,7 @@ def write_markdown(out: Path, command: str, results: dict, speeds: dict) -> None
         "`python benchmarks/imaging.py --variant selected --datasets DATASET --candidate NAME --throughput-models` "
         "(the configuration `python benchmarks/imaging_selection.py` chose on validation for that dataset; names in the selection table).",
         "",
-        f"- Date: {datetime.now(timezone.utc).isoformat(timespec='seconds')}; commit {subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()}",
+        f"- Date: {stamp}",
         f"- Machine: {os.cpu_count()}-core CPU ({platform.machine()}), no GPU; torch {torch.__version__} ({torch.get_num_threads()} threads)",
         "",
         "## Protocol",
@@ -172,7 +178,7 @@ def write_markdown(out: Path, command: str, results: dict, speeds: dict) -> None
     if analysis.exists():  # the hand-written reading of the numbers
         lines += ["", analysis.read_text().strip()]
     out.write_text("\n".join(lines) + "\n")
-    out.with_suffix(".json").write_text(json.dumps({"results": results, "throughput": speeds}, indent=2) + "\n")
+    out.with_suffix(".json").write_text(json.dumps({"results": results, "throughput": speeds, "stamp": stamp}, indent=2) + "\n")
 
 
 def _selection_lines() -> list[str]:
@@ -218,8 +224,9 @@ def main() -> None:
     saved = json.loads(args.out.with_suffix(".json").read_text()) if args.out.with_suffix(".json").exists() else {}
     results, speeds = saved.get("results", {}), saved.get("throughput", {})
     if args.render:
-        write_markdown(args.out, command, results, speeds)
+        write_markdown(args.out, command, results, speeds, saved.get("stamp", "unknown"))
         return
+    stamp = measurement_stamp()
     from imaging_selection import CANDIDATES
 
     overrides = CANDIDATES[args.candidate] if args.candidate else {}
@@ -228,7 +235,7 @@ def main() -> None:
     for name in args.datasets:
         results.setdefault(args.variant, {})[name] = {"candidate": args.candidate, **run_dataset(name, args.data_root, args.runs / args.variant, overrides)}
         print(name, json.dumps(results[args.variant][name]), flush=True)
-        write_markdown(args.out, command, results, speeds)
+        write_markdown(args.out, command, results, speeds, stamp)
     from medtorch.training.trainer import cpu_has_native_bf16
 
     for model in args.throughput_models:
@@ -238,7 +245,7 @@ def main() -> None:
         else:
             speeds[model] = throughput(args.data_root, model)
     print(json.dumps(speeds), flush=True)
-    write_markdown(args.out, command, results, speeds)
+    write_markdown(args.out, command, results, speeds, stamp)
     print(f"wrote {args.out}")
 
 
