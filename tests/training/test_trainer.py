@@ -613,7 +613,7 @@ def test_mixed_precision_true_trains_in_bf16_on_cpu_and_still_learns(monkeypatch
 
 def test_mixed_precision_true_stays_float32_with_a_warning_on_a_cpu_without_native_bf16(monkeypatch):
     monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: False)
-    monkeypatch.setattr(trainer_module, "_warned_about_bf16", False)
+    trainer_module._warn_bf16_fallback.cache_clear()
     model, seen = mlp(), []
     model.register_forward_hook(lambda module, args, output: seen.append(output.dtype))
     with pytest.warns(RuntimeWarning, match="no native bf16"):

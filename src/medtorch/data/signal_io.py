@@ -333,7 +333,7 @@ def with_template_channels(
     if len(skip) != len(windows):
         raise ValueError(f"{len(skip)} premature flags for {len(windows)} beats")
     for index, window in enumerate(windows):
-        relative[index] = window - (window if state is None else state)  # zero until a non-premature beat starts the template
+        relative[index] = 0.0 if state is None else window - state  # zero until a non-premature beat starts the template
         if not skip[index]:
             state = window.astype(np.float64) if state is None else (1 - TEMPLATE_WEIGHT) * state + TEMPLATE_WEIGHT * window
     return np.concatenate([windows, relative], axis=1), state

@@ -66,7 +66,6 @@ class _Progress:
 
 
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")  # /proc/cpuinfo flags: x86 AVX512-BF16 and AMX, Arm's BF16
-_warned_about_bf16 = False  # the fallback is said once per process, not once per ensemble member or fold
 
 
 @functools.cache
@@ -92,17 +91,19 @@ def use_bf16_autocast(mixed_precision: bool | str, device: torch.device) -> bool
     >>> use_bf16_autocast("auto", torch.device("cpu"))
     False
     """
-    global _warned_about_bf16
     if mixed_precision == "auto":
         return device.type == "cuda"
     if mixed_precision is not True:
         return False
     if device.type == "cpu" and not cpu_has_native_bf16():
-        if not _warned_about_bf16:
-            warnings.warn("train.mixed_precision: this CPU has no native bf16 (AVX512-BF16 or AMX), where bf16 is slower than fp32; training in fp32", RuntimeWarning, stacklevel=3)
-            _warned_about_bf16 = True
+        _warn_bf16_fallback()
         return False
     return True
+
+
+@functools.cache  # said once per process, not once per ensemble member or fold (metrics' catch_warnings resets Python's own once-rule)
+def _warn_bf16_fallback() -> None:
+    warnings.warn("train.mixed_precision: this CPU has no native bf16 (AVX512-BF16 or AMX), where bf16 is slower than fp32; training in fp32", RuntimeWarning, stacklevel=4)
 
 
 class Trainer:
