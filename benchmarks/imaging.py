@@ -136,7 +136,7 @@ def write_markdown(out: Path, command: str, results: dict, speeds: dict, stamp: 
         "`python benchmarks/imaging.py --variant selected --datasets DATASET --candidate NAME --throughput-models` "
         "(the configuration `python benchmarks/imaging_selection.py` chose on validation for that dataset; names in the selection table).",
         "",
-        f"- Date: {stamp}",
+        f"- Latest measurement: {stamp} (of the newest row; each row measured since 2026-12-02 has its own date and commit in imaging.json)",
         f"- Machine: {os.cpu_count()}-core CPU ({platform.machine()}), no GPU; torch {torch.__version__} ({torch.get_num_threads()} threads)",
         "",
         "## Protocol",
@@ -261,7 +261,7 @@ def main() -> None:
     overrides = {**overrides, "model": {**overrides.get("model", {}), "name": args.model or overrides.get("model", {}).get("name")}}
     overrides["train"] = {**overrides.get("train", {}), "epochs": args.epochs or overrides.get("train", {}).get("epochs")}
     for name in args.datasets:
-        results.setdefault(args.variant, {})[name] = {"candidate": args.candidate, **run_dataset(name, args.data_root, args.runs / args.variant, overrides)}
+        results.setdefault(args.variant, {})[name] = {"candidate": args.candidate, "measured": stamp, **run_dataset(name, args.data_root, args.runs / args.variant, overrides)}
         print(name, json.dumps(results[args.variant][name]), flush=True)
         write_markdown(args.out, command, results, speeds, stamp)
     from medtorch.training.trainer import cpu_has_native_bf16
