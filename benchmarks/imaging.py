@@ -123,6 +123,8 @@ def fmt(entry: dict) -> str:
 def measurement_stamp() -> str:
     """When and at which commit the numbers were measured (kept in the JSON, so --render does not restamp them)."""
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    if subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True).stdout.strip():
+        commit += " with uncommitted changes"
     return f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}; commit {commit}"
 
 
@@ -134,7 +136,10 @@ def write_markdown(out: Path, command: str, results: dict, speeds: dict, stamp: 
         "",
         "Commands: `python benchmarks/imaging.py` (the library defaults, and the throughput table); "
         "`python benchmarks/imaging.py --variant selected --datasets DATASET --candidate NAME --throughput-models` "
-        "(the configuration `python benchmarks/imaging_selection.py` chose on validation for that dataset; names in the selection table).",
+        "(the configuration `python benchmarks/imaging_selection.py` chose on validation for that dataset; names in the selection table); "
+        "BreastMNIST's *selected by cross-validation* row: `python benchmarks/imaging_selection.py --datasets breastmnist --cv 5 "
+        "--candidates resnet18_bf16_12ep_ens10_platt`, then `python benchmarks/imaging.py --variant \"selected by cross-validation\" "
+        "--datasets breastmnist --candidate resnet18_bf16_12ep_ens8_platt --throughput-models`.",
         "",
         f"- Latest measurement: {stamp} (of the newest row; each row measured since 2026-12-02 has its own date and commit in imaging.json)",
         f"- Machine: {os.cpu_count()}-core CPU ({platform.machine()}), no GPU; torch {torch.__version__} ({torch.get_num_threads()} threads)",
@@ -145,7 +150,8 @@ def write_markdown(out: Path, command: str, results: dict, speeds: dict, stamp: 
         "Each dataset is trained by `medtorch.train` on the official train split, early-stopped on the official validation split. "
         "*defaults*: the library defaults, nothing tuned: the default image model, mild affine and intensity augmentation, AdamW "
         "with a cosine schedule, at most 30 epochs, early stopping on validation AUROC. *selected*: the same pipeline with the "
-        "configuration chosen on validation only (selection table below). *earlier selection*: a previous session's choice "
+        "configuration chosen on validation only (selection table below); *selected by cross-validation*: chosen by cross-validation "
+        "over the train and validation splits (second selection table), then trained and scored like the others. *earlier selection*: a previous session's choice "
         "(fp32 ResNet-18, 12 epochs, per-image augmentation whose shifts were a no-op), kept for comparison. "
         "Temperature scaling (fitted on validation) leaves AUC and argmax accuracy unchanged for a binary task. "
         "The test split is scored once, with MedMNIST's definitions: AUC on the probabilities, accuracy at argmax (p >= 0.5). "
@@ -218,14 +224,14 @@ def _cross_validation_lines(selection: dict) -> list[str]:
         "",
         "### Choosing by cross-validation over train+validation (`imaging_selection.py --cv 5`)",
         "",
-        "The official train and validation splits pooled and cut into 5 stratified folds; each fold scored once by a run "
+        "The official train and validation splits pooled and cut into stratified folds (the dataset column says how many); each fold scored once by a run "
         "trained on the other four (85% to fit, 15% for early stopping and the recipe's recalibration); the test split "
         "was not loaded. Scores are of the out-of-fold probabilities of every pooled image. An ensemble's first k members "
         "are scored as a k-member ensemble (mean logits, recalibration refitted), so one run of ten members scores "
-        "every ensemble size from one to ten. Same rule: the lowest log loss among the sizes whose training on the whole "
-        "train split fits 15 minutes on the machine that runs it.",
+        "every ensemble size from one to ten; its minutes (all folds, all members) are the run's, not each size's. Same rule: "
+        "the lowest log loss among the sizes whose training on the whole train split fits 15 minutes on the machine that runs it.",
         "",
-        "| dataset | candidate | members | CV AUC | CV ACC | CV log loss | images scored | minutes (all folds) |",
+        "| dataset | candidate | members | CV AUC | CV ACC | CV log loss | images scored | run minutes |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for dataset, candidates in cross_validated.items():
