@@ -83,6 +83,10 @@ CANDIDATES = {  # settings a benchmark may choose among on validation; "defaults
     "linear_auroc_stopping": {"train": {"monitor": "primary"}},
     # from here on, the beat template leaves premature beats out (library change of 2026-12-02): the defaults of that commit
     "nonpremature_template": {},
+    # an ensemble of three on CinC's 30-s windows, square-root class weights fixed (auto weights train three times already)
+    "spike_features_bf16_ensemble3_sqrt_30s_windows": {
+        "train": {"mixed_precision": True, "ensemble": 3, "class_weights": "sqrt"}, "data": {"window_seconds": 30},
+    },
 }
 RETIRED_CANDIDATES = {  # rows kept in the JSON whose code was reverted after validation passed them over (not rerunnable)
     "background_rhythm_features": "the defaults of commit 20dfa07, whose beats had four more RR features: the variation, successive "
