@@ -205,39 +205,38 @@ def _selection_lines() -> list[str]:
         "| dataset | candidate | val AUC | val ACC | val log loss | members alone: mean log loss (sd) | epochs | minutes |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    selection = json.loads(path.read_text())
-    for dataset, candidates in selection.items():
-        if "(cv" in dataset:
-            continue
+    for dataset, candidates in json.loads(path.read_text()).items():
         for name, r in candidates.items():
             alone = r.get("member_mean")
             alone = f"{alone['log_loss']:.4f} ({alone['log_loss_sd']:.4f})" if alone else ""
             lines.append(f"| {dataset} | {name} | {r['auc']:.4f} | {r['acc']:.4f} | {r['log_loss']:.4f} | {alone} | {r['epochs']} | {r['minutes']} |")
-    return lines + _cross_validation_lines(selection)
+    return lines + _cross_validation_lines()
 
 
-def _cross_validation_lines(selection: dict) -> list[str]:
-    cross_validated = {dataset: candidates for dataset, candidates in selection.items() if "(cv" in dataset}
-    if not cross_validated:
+def _cross_validation_lines() -> list[str]:
+    path = ROOT / "docs" / "benchmarks" / "imaging_selection_cv.json"
+    if not path.exists():
         return []
     lines = [
         "",
         "### Choosing by cross-validation over train+validation (`imaging_selection.py --cv 5`)",
         "",
-        "The official train and validation splits pooled and cut into stratified folds (the dataset column says how many); each fold scored once by a run "
-        "trained on the other four (85% to fit, 15% for early stopping and the recipe's recalibration); the test split "
+        "The official train and validation splits pooled and cut into stratified folds; each fold scored once by a run "
+        "trained on the others (85% to fit, 15% for early stopping and the recipe's recalibration); the test split "
         "was not loaded. Scores are of the out-of-fold probabilities of every pooled image. An ensemble's first k members "
         "are scored as a k-member ensemble (mean logits, recalibration refitted), so one run of ten members scores "
         "every ensemble size from one to ten; its minutes (all folds, all members) are the run's, not each size's. Same rule: "
         "the lowest log loss among the sizes whose training on the whole train split fits 15 minutes on the machine that runs it.",
         "",
-        "| dataset | candidate | members | CV AUC | CV ACC | CV log loss | images scored | run minutes |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| dataset | candidate | folds | members | CV AUC | CV ACC | CV log loss | images scored | run minutes |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for dataset, candidates in cross_validated.items():
+    for dataset, candidates in json.loads(path.read_text()).items():
         for name, r in candidates.items():
             for k, m in r["by_members"].items():
-                lines.append(f"| {dataset} | {name} | {k} | {m['auc']:.4f} | {m['acc']:.4f} | {m['log_loss']:.4f} | {m['n']} | {r['minutes']} |")
+                lines.append(
+                    f"| {dataset} | {name} | {r['folds']} | {k} | {m['auc']:.4f} | {m['acc']:.4f} | {m['log_loss']:.4f} | {m['n']} | {r['minutes']} |"
+                )
     return lines
 
 

@@ -6,7 +6,8 @@ official test split is not loaded. Log loss is on the model's own probabilities 
 recalibration, unless a candidate's recipe names one: it is then fitted on the 15% held out of
 train, never on the split that scores it), so candidates compare on equal terms. Rule, fixed before the runs: the lowest
 validation log loss (AUROC and accuracy saturate on PneumoniaMNIST's validation split) among
-the candidates whose training fits the 15-minute CPU budget. Results go to ``docs/benchmarks/imaging_selection.md``.
+the candidates whose training fits the 15-minute CPU budget. Results go to ``docs/benchmarks/imaging_selection.json``
+(``imaging_selection_cv.json`` with ``--cv``); ``benchmarks/imaging.py --render`` puts them in ``imaging.md``.
 
 ``--cv K`` scores candidates by cross-validation instead (still without the test split): the
 official train and validation splits are pooled and cut into K stratified folds; each fold is
@@ -78,15 +79,7 @@ def validation_only_npz(source: Path, out: Path, seed: int = 0) -> Path:
     """A copy whose 'test' split is the official validation split; the official test split is dropped."""
     with np.load(source) as archive:
         images, labels = archive["train_images"], archive["train_labels"]
-        order = np.random.default_rng(seed).permutation(len(images))
-        cut = int(0.85 * len(images))
-        np.savez(
-            out,
-            train_images=images[order[:cut]], train_labels=labels[order[:cut]],
-            val_images=images[order[cut:]], val_labels=labels[order[cut:]],
-            test_images=archive["val_images"], test_labels=archive["val_labels"],
-        )
-    return out
+        return _fit_and_scored_npz(out, images, labels, np.arange(len(images)), archive["val_images"], archive["val_labels"], seed)
 
 
 def cross_validation_npzs(source: Path, out_dir: Path, folds: int, seed: int = 0) -> list[Path]:
@@ -97,20 +90,24 @@ def cross_validation_npzs(source: Path, out_dir: Path, folds: int, seed: int = 0
     with np.load(source) as archive:
         images = np.concatenate([archive["train_images"], archive["val_images"]])
         labels = np.concatenate([archive["train_labels"], archive["val_labels"]])
-    paths = []
     splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
-    for fold, (rest, scored) in enumerate(splitter.split(images, labels.reshape(len(labels), -1)[:, 0])):
-        rest = np.random.default_rng(seed + fold).permutation(rest)
-        cut = int(0.85 * len(rest))
-        path = out_dir / f"fold{fold}.npz"
-        np.savez(
-            path,
-            train_images=images[rest[:cut]], train_labels=labels[rest[:cut]],
-            val_images=images[rest[cut:]], val_labels=labels[rest[cut:]],
-            test_images=images[scored], test_labels=labels[scored],
-        )
-        paths.append(path)
-    return paths
+    return [
+        _fit_and_scored_npz(out_dir / f"fold{fold}.npz", images, labels, rest, images[scored], labels[scored], seed + fold)
+        for fold, (rest, scored) in enumerate(splitter.split(images, labels.reshape(len(labels), -1)[:, 0]))
+    ]
+
+
+def _fit_and_scored_npz(out: Path, images, labels, pool: np.ndarray, scored_images, scored_labels, seed: int) -> Path:
+    """An npz whose train/val splits are 85/15% of ``pool`` (shuffled with ``seed``) and whose 'test' split is the scored set."""
+    order = np.random.default_rng(seed).permutation(pool)
+    cut = int(0.85 * len(order))
+    np.savez(
+        out,
+        train_images=images[order[:cut]], train_labels=labels[order[:cut]],
+        val_images=images[order[cut:]], val_labels=labels[order[cut:]],
+        test_images=scored_images, test_labels=scored_labels,
+    )
+    return out
 
 
 def run_cross_validation(npzs: list[Path], name: str, overrides: dict, runs: Path) -> dict:
@@ -226,21 +223,21 @@ def main() -> None:
     parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
     parser.add_argument("--cv", type=int, default=0, help="score by K-fold cross-validation over train+val (see above)")
     parser.add_argument("--runs", type=Path, default=Path("/tmp/medtorch-imaging-selection"))
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "imaging_selection.json")
+    parser.add_argument("--out", type=Path, default=None, help="results JSON (default: imaging_selection.json, or imaging_selection_cv.json with --cv)")
     args = parser.parse_args()
+    if args.cv == 1 or args.cv < 0:
+        parser.error("--cv needs at least 2 folds")
+    args.out = args.out or ROOT / "docs" / "benchmarks" / ("imaging_selection_cv.json" if args.cv else "imaging_selection.json")
     args.runs.mkdir(parents=True, exist_ok=True)
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
     if args.cv:
-        if args.cv < 2:
-            parser.error("--cv needs at least 2 folds")
         for dataset in args.datasets:
             fold_dir = args.runs / f"{dataset}_cv{args.cv}"
             fold_dir.mkdir(exist_ok=True)
             npzs = cross_validation_npzs(args.data_root / DATASETS[dataset], fold_dir, args.cv)
             for candidate in args.candidates:
-                result = run_cross_validation(npzs, candidate, CANDIDATES[candidate], fold_dir)
-                results.setdefault(f"{dataset} (cv{args.cv})", {})[candidate] = result
-                print(dataset, candidate, json.dumps(result), flush=True)
+                results.setdefault(dataset, {})[candidate] = run_cross_validation(npzs, candidate, CANDIDATES[candidate], fold_dir)
+                print(dataset, candidate, json.dumps(results[dataset][candidate]), flush=True)
                 args.out.write_text(json.dumps(results, indent=2) + "\n")
         return
     for dataset in args.datasets:
