@@ -87,6 +87,12 @@ CANDIDATES = {  # settings a benchmark may choose among on validation; "defaults
     "spike_features_bf16_ensemble3_sqrt_30s_windows": {
         "train": {"mixed_precision": True, "ensemble": 3, "class_weights": "sqrt"}, "data": {"window_seconds": 30},
     },
+    # from here on, windows also carry the RR sequence's and the beats' shape (63 features; library change of 2026-12-02),
+    # and scikit-learn models on signals read those features alone
+    "rhythm_shape_features_auto_weights_30s_windows": {"train": {"class_weights": "auto"}, "data": {"window_seconds": 30}},
+    "rhythm_shape_features_boosting_balanced_30s_windows": {
+        "model": {"name": "hist_gradient_boosting"}, "train": {"class_weights": "balanced"}, "data": {"window_seconds": 30},
+    },
 }
 RETIRED_CANDIDATES = {  # rows kept in the JSON whose code was reverted after validation passed them over (not rerunnable)
     "background_rhythm_features": "the defaults of commit 20dfa07, whose beats had four more RR features: the variation, successive "
@@ -94,7 +100,10 @@ RETIRED_CANDIDATES = {  # rows kept in the JSON whose code was reverted after va
 }
 
 
-WINDOW_FEATURES_NOTE = "the window features of the run's commit (17; 37 from the candidates named `waveform_features_...`; 43 from `spike_features_...`)"
+WINDOW_FEATURES_NOTE = (
+    "the window features of the run's commit (17; 37 from the candidates named `waveform_features_...`; 43 from `spike_features_...`; "
+    "63 from `rhythm_shape_features_...`)"
+)
 
 
 def data_root() -> Path:
@@ -413,7 +422,7 @@ def cinc2017_markdown(entry: dict[str, Any]) -> list[str]:
     lines = heading("PhysioNet/CinC 2017 AF detection (single-lead ECG)", entry) + [
         f"Protocol: the {entry['records']} records of `../shared/data/cinc2017_af_subset` (v3 labels), 5-fold CV by record. "
         "Each fold's model is `medtorch train` on the folder with its defaults (or the candidate validation chose, table below): "
-        f"windows at 128 Hz (10 s, or the length the candidate sets) with {WINDOW_FEATURES_NOTE}, `cnn_rr`, validation by held-out training records. "
+        f"windows at 128 Hz (10 s, or the length the candidate sets) with {WINDOW_FEATURES_NOTE}, `cnn_rr` (or the model the candidate names), validation by held-out training records. "
         "A held-out record's label is the argmax "
         "of its windows' mean probability. The challenge score is the mean F1 of N, A and O; its 95% CI resamples records.",
         "",

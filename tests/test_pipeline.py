@@ -242,6 +242,37 @@ def test_auto_class_weights_leave_one_train_log_and_no_checkpoint(auto_weighted_
     assert "class_weights: auto" in (folder / "config.yaml").read_text()
 
 
+def _sklearn_run(tmp_path, class_weights: str):
+    overrides = {
+        "data": {"split_column": "split"},
+        "model": {"name": "logistic_regression"},
+        "train": {"class_weights": class_weights},
+        "evaluate": {"bootstrap": 0, "baselines": False, "calibration": "none"},
+    }
+    return medtorch.train(_three_classes(), target="y", out=tmp_path / class_weights, overrides=overrides, progress=False)
+
+
+def test_a_scikit_learn_model_weighs_its_samples_by_train_class_weights(tmp_path):
+    frame = _three_classes()
+    rare_calls = {}
+    for option in ("none", "balanced"):
+        predicted = _sklearn_run(tmp_path, option).bundle.predict(frame.drop(columns=["y", "split"]))["prediction"]
+        rare_calls[option] = int((predicted == "rare").sum())
+    assert rare_calls["balanced"] > 1.5 * rare_calls["none"]  # the rare class (10%) weighs about 3x under balanced weights
+
+
+def test_auto_class_weights_choose_a_scikit_learn_models_weighting_on_validation(tmp_path):
+    from sklearn.metrics import f1_score
+
+    run = _sklearn_run(tmp_path, "auto")
+    choice = run.metrics["training"]["class_weights"]
+    assert set(choice["validation"]) == {"none", "sqrt", "balanced"}
+    assert choice["validation"][choice["chosen"]] == max(choice["validation"].values())
+    val = _three_classes().query("split == 'val'")
+    predicted = run.bundle.predict(val.drop(columns=["y", "split"]))["prediction"]
+    assert f1_score(val.y, predicted, average="macro") == pytest.approx(choice["validation"][choice["chosen"]], abs=1e-3)
+
+
 def test_auto_class_weights_on_a_regression_target_train_once(tmp_path):
     frame = table().assign(y=lambda f: f.a * 2 + f.b)
     overrides = {"model": {"name": "mlp"}, "train": {"epochs": 2, "class_weights": "auto"}, "evaluate": {"bootstrap": 0, "baselines": False}}

@@ -139,12 +139,8 @@ def fit_bundle(
         if cfg.train.ensemble > 1:
             raise ConfigError(f"train.ensemble averages neural networks; {entry.name} is a scikit-learn model")
         kwargs = _checked_kwargs(entry, {"task_type": task.type, "seed": cfg.train.seed, **cfg.model.kwargs()})
-        model = create_model(entry.name, **kwargs)
-        from threadpoolctl import threadpool_limits
-
-        # on small tables, OpenMP threads cost more than they give (and oversubscribe busy machines)
-        with threadpool_limits(1 if len(train_idx) < 20_000 else None):
-            model.fit(preprocessor.feature_matrix(train_records.inputs), _sklearn_target(task, y_train))
+        features = (preprocessor.feature_matrix(train_records.inputs), preprocessor.feature_matrix(val_records.inputs))
+        model, training = _fit_sklearn(entry.name, kwargs, task, cfg.train.class_weights, features, (y_train, y_val))
     else:
         kwargs = _checked_kwargs(entry, {**preprocessor.model_kwargs(), "out_features": task.out_features, **cfg.model.kwargs()})
         train_set = preprocessor.dataset(train_records.inputs, y_train, train=True)
@@ -160,6 +156,39 @@ def fit_bundle(
 
 
 CLASS_WEIGHTINGS = ("none", "sqrt", "balanced")  # what train.class_weights: auto chooses among
+
+
+def _fit_sklearn(
+    name: str, kwargs: dict[str, Any], task: Task, class_weights: str, features: tuple[np.ndarray, np.ndarray], targets: tuple[np.ndarray, np.ndarray]
+) -> tuple[Any, dict[str, Any]]:
+    """A scikit-learn model fitted with ``train.class_weights`` as sample weights (single-label tasks;
+    'auto' fits once per weighting and keeps the best on validation, as for networks)."""
+    from threadpoolctl import threadpool_limits
+
+    from medtorch.inference import sklearn_scores
+
+    (x_train, x_val), (y_train, y_val) = features, targets
+    options = CLASS_WEIGHTINGS if class_weights == "auto" and task.type in ("binary", "multiclass") else (class_weights,)
+    fitted, scores = {}, {}
+    # on small tables, OpenMP threads cost more than they give (and oversubscribe busy machines)
+    with threadpool_limits(1 if len(x_train) < 20_000 else None):
+        for option in options:
+            model = create_model(name, **kwargs)
+            model.fit(x_train, _sklearn_target(task, y_train), sample_weight=_sample_weights(task, y_train, option))
+            fitted[option] = model
+            if len(options) > 1:
+                scores[option] = round(_weighting_score(task, y_val, sklearn_scores(model, task, x_val)), 4)
+    chosen = max(options, key=lambda option: scores.get(option, 0.0))  # ties go to the earlier, simpler weighting
+    return fitted[chosen], ({"class_weights": {"chosen": chosen, "validation": scores}} if scores else {})
+
+
+def _sample_weights(task: Task, y: np.ndarray, option: str) -> np.ndarray | None:
+    """Each training sample weighs its class's weight under ``option`` (none, sqrt or balanced); ``None``
+    for multi-label and regression targets, whose samples carry no single class."""
+    if option in ("none", "auto") or task.type not in ("binary", "multiclass"):
+        return None
+    weights = task.balanced_class_weights(y)
+    return (np.sqrt(weights) if option == "sqrt" else weights)[np.asarray(y, dtype=int)]
 
 
 def _with_class_weights(cfg: RunConfig, option: str) -> RunConfig:

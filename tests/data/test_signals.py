@@ -235,6 +235,21 @@ def test_a_folder_with_a_reference_csv_reads_fixed_windows_labelled_by_their_rec
     assert records.inputs.shape == (6, length + len(signal_io.WINDOW_FEATURES))
 
 
+def test_scikit_learn_models_on_windows_read_the_hand_made_features_and_round_trip(tmp_path):
+    import medtorch
+    from medtorch.bundle import load_bundle
+
+    labels = {f"A{i:03d}": ("AF" if i % 2 else "N") for i in range(12)}
+    folder = _write_labelled_folder(tmp_path / "data", labels)
+    overrides = {"model": {"name": "hist_gradient_boosting"}, "train": {"class_weights": "balanced"}, "evaluate": {"bootstrap": 0, "baselines": False}}
+    run = medtorch.train(folder, out=tmp_path / "run", overrides=overrides, progress=False)
+    records = Signals().read(folder, DataConfig())
+    assert run.bundle.preprocessor.feature_matrix(records.inputs).shape == (len(records), len(signal_io.WINDOW_FEATURES))
+    assert (tmp_path / "run" / "bundle" / "model.skops").exists()
+    reloaded = load_bundle(tmp_path / "run" / "bundle")
+    np.testing.assert_allclose(reloaded.predict_scores(records.inputs), run.bundle.predict_scores(records.inputs))
+
+
 def test_window_seconds_and_sampling_rate_set_the_window_shape(tmp_path):
     folder = _write_labelled_folder(tmp_path, {"A001": "N", "A002": "AF"})
     records = Signals().read(folder, DataConfig(window_seconds=5, sampling_rate=100))
@@ -302,6 +317,52 @@ def test_window_features_tell_an_irregular_rhythm_from_a_regular_one():
     assert features["regular"]["heart_rate"] == pytest.approx(75, abs=2)
     assert features["regular"]["cv_rr"] < 0.02 < 0.15 < features["irregular"]["cv_rr"]
     assert features["irregular"]["irregularity"] > 0.3 > features["regular"]["irregularity"]
+
+
+def _rr_shape(rr: np.ndarray, fs: float = 128.0) -> dict[str, float]:
+    peaks = np.round(np.concatenate([[0.5], 0.5 + np.cumsum(rr)]) * fs).astype(int)
+    return dict(zip(signal_io.RR_SHAPE_FEATURES, signal_io.rr_shape_features(peaks, fs)))
+
+
+def test_rr_shape_features_tell_patternless_irregularity_from_a_repeating_ectopic_pattern():
+    random_rr = np.random.default_rng(0).uniform(0.4, 1.2, 40)  # atrial fibrillation: irregular without pattern
+    bigeminy = np.tile([0.5, 1.0], 20)  # a premature beat, then a compensatory pause, over and over
+    regular = np.full(40, 0.75)  # 96 samples at 128 Hz: no rounding jitter
+    af, ectopic, sinus = _rr_shape(random_rr), _rr_shape(bigeminy), _rr_shape(regular)
+    assert ectopic["rr_sample_entropy"] < 0.5 < 1.0 < af["rr_sample_entropy"]
+    assert ectopic["compensatory_share"] > 0.4 > 0.25 > af["compensatory_share"]
+    assert 0.4 < af["poincare_ratio"] < 0.6 < 0.99 < ectopic["poincare_ratio"]  # SD1 ≈ SD2 for random intervals; SD2 ≈ 0 for bigeminy
+    assert sinus["poincare_sd1"] == sinus["premature_share"] == sinus["compensatory_share"] == 0
+    assert sinus["longest_rr"] == sinus["shortest_rr"] == 1
+    assert not signal_io.rr_shape_features(np.array([10, 110, 210]), 128.0).any()  # under four beats: zeros
+
+
+def _synthetic_lead(fs: float, seconds: float, *, p_wave: bool = True, qrs_width: float = 0.01, fibrillation: float = 0.0):
+    """R peaks every 0.8 s with a Gaussian QRS (sd ``qrs_width`` s), a T wave and, when asked, a P wave
+    0.16 s before; ``fibrillation`` adds that amplitude of irregular 5-8 Hz atrial waves."""
+    t, rng = np.arange(0, seconds, 1 / fs), np.random.default_rng(0)
+    peaks = np.arange(0.6, seconds - 0.6, 0.8)
+    bump = lambda centre, width, height: height * np.exp(-0.5 * ((t - centre) / width) ** 2)  # noqa: E731
+    lead = sum(bump(r, qrs_width, 1.0) + bump(r + 0.25, 0.04, 0.3) + (bump(r - 0.16, 0.02, 0.15) if p_wave else 0) for r in peaks)
+    if fibrillation:
+        lead = lead + fibrillation * np.sin(2 * np.pi * np.cumsum(rng.uniform(5, 8, len(t))) / fs)
+    return lead.astype(np.float32), np.round(peaks * fs).astype(int)
+
+
+def test_beat_shape_features_see_a_consistent_p_wave_and_lose_it_to_fibrillatory_waves():
+    fs = 128.0
+    sinus = dict(zip(signal_io.BEAT_SHAPE_FEATURES, signal_io.beat_shape_features(*_synthetic_lead(fs, 30), fs)))
+    af = dict(zip(signal_io.BEAT_SHAPE_FEATURES, signal_io.beat_shape_features(*_synthetic_lead(fs, 30, p_wave=False, fibrillation=0.1), fs)))
+    assert sinus["p_wave_consistency"] > 0.95 and af["p_wave_consistency"] < 0.5
+    assert sinus["beat_consistency"] > 0.99 and sinus["beat_snr"] > af["beat_snr"]
+    assert sinus["beat_rate"] == pytest.approx(36 / 30)  # 36 whole beats in 30 s
+    assert sinus["p_wave_energy"] > 0.03
+
+
+def test_qrs_width_grows_with_the_qrs():
+    fs = 128.0
+    width = {sd: signal_io.beat_shape_features(*_synthetic_lead(fs, 20, qrs_width=sd), fs)[signal_io.BEAT_SHAPE_FEATURES.index("qrs_width")] for sd in (0.008, 0.025)}
+    assert 0 < width[0.008] < width[0.025]
 
 
 def test_spectral_features_put_a_10_hz_rhythm_in_the_alpha_band():

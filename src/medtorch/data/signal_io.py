@@ -48,7 +48,18 @@ SPIKE_FEATURES = ("spike_share", "steep_share", "peak_mads", "peak_steepness")
 SPIKE_MADS = 6.0  # a sample this many median absolute deviations out (or a step this many median steps steep) is spike-like
 BAND_FEATURES = tuple(f"{band}_{measure}" for measure in ("log_power", "log_line_length", "log_kurtosis") for band in BAND_NAMES)
 RHYTHM_FEATURES = ("heart_rate", "mean_rr", "sdnn", "rmssd", "pnn50", "cv_rr", "irregularity", "rr_range")
-WINDOW_FEATURES = SPECTRAL_FEATURES + WAVEFORM_FEATURES + SPIKE_FEATURES + BAND_FEATURES + RHYTHM_FEATURES
+# the shape of the RR sequence, each interval measure over the median RR (the rhythm's own scale)
+RR_SHAPE_FEATURES = (
+    "poincare_sd1", "poincare_sd2", "poincare_ratio", "rr_sample_entropy", "rr_cosen", "median_successive_change",
+    "premature_share", "compensatory_share", "longest_rr", "shortest_rr",
+)
+# the window's median beat and how its beats vary around it (first channel)
+BEAT_SHAPE_FEATURES = (
+    "p_wave_energy", "t_wave_energy", "p_wave_consistency", "beat_consistency", "qrs_consistency",
+    "qrs_width", "beat_snr", "r_amplitude_variation", "log_r_amplitude", "beat_rate",
+)
+WINDOW_FEATURES = SPECTRAL_FEATURES + WAVEFORM_FEATURES + SPIKE_FEATURES + BAND_FEATURES + RHYTHM_FEATURES + RR_SHAPE_FEATURES + BEAT_SHAPE_FEATURES
+PREMATURE_WINDOW_RATIO = 0.85  # in a window: an interval under this share of the median of the 8 before it is premature
 QUALITY_SECONDS = 10.0  # the segment length Zhao & Zhang (2018) judged ECG quality on
 LABEL_FILES = ("REFERENCE.csv", "REFERENCE-v3.csv", "REFERENCE-v2.csv", "REFERENCE-v1.csv", "labels.csv")
 
@@ -469,9 +480,14 @@ def window_features(window: np.ndarray, fs: float) -> np.ndarray:
     """``WINDOW_FEATURES``, all local to the window: spectral features (relative band powers, log power,
     90% spectral edge, line length, zero crossings), waveform features (Hjorth, skewness, kurtosis,
     crest factor, fractal dimensions), spike features and per-band power, line length and kurtosis,
-    each averaged over channels (:func:`channel_mean`); then rhythm features of the first channel's
-    R-peaks (heart rate, RR mean/SDNN/RMSSD/pNN50, and irregularity)."""
-    parts = [spectral_features(window, fs), waveform_features(window), spike_features(window), band_features(window, fs), rhythm_features(detect_r_peaks(window, fs), fs)]
+    each averaged over channels (:func:`channel_mean`); then features of the first channel's
+    R-peaks: rhythm (heart rate, RR mean/SDNN/RMSSD/pNN50, irregularity), the RR sequence's shape
+    (:func:`rr_shape_features`) and the beats' shape (:func:`beat_shape_features`)."""
+    peaks = detect_r_peaks(window, fs)
+    parts = [
+        spectral_features(window, fs), waveform_features(window), spike_features(window), band_features(window, fs),
+        rhythm_features(peaks, fs), rr_shape_features(peaks, fs), beat_shape_features(window[0], peaks, fs),
+    ]
     return np.concatenate(parts).astype(np.float32)
 
 
@@ -610,6 +626,75 @@ def rhythm_features(peaks: np.ndarray, fs: float) -> np.ndarray:
             rr.std() / mean,
             np.mean(np.abs(rr - median) > 0.15 * median),  # share of beats off the median rhythm (AF is irregularly irregular)
             (rr.max() - rr.min()) / mean,
+        ]
+    )
+
+
+def rr_shape_features(peaks: np.ndarray, fs: float) -> np.ndarray:
+    """``RR_SHAPE_FEATURES``: Poincaré SD1, SD2 and SD1 / (SD1 + SD2), the sample entropy of the RR intervals
+    and its coefficient form (COSEn, Lake & Moorman 2011), the median successive change, the share of
+    premature intervals and of those followed by a compensatory pause, and the longest and shortest
+    interval; zeros with fewer than four beats. AF is irregular without pattern (high entropy, SD1
+    near SD2); ectopic beats ("other rhythm") are premature with a pause after."""
+    if len(peaks) < 4:
+        return np.zeros(len(RR_SHAPE_FEATURES))
+    rr = np.diff(peaks) / fs
+    median, successive = np.median(rr), np.diff(rr)
+    sd1, sd2 = np.std(successive / np.sqrt(2)), np.std((rr[1:] + rr[:-1]) / np.sqrt(2))
+    before = np.array([np.median(rr[max(0, i - 8) : i]) for i in range(1, len(rr))])
+    premature = rr[1:] / before < PREMATURE_WINDOW_RATIO
+    compensated = premature[:-1] & (rr[2:] / rr[1:-1] > 1.3)
+    entropy = sample_entropy(rr)
+    return np.array(
+        [
+            sd1 / median, sd2 / median, sd1 / (sd1 + sd2 + 1e-9), entropy, entropy + np.log(median),
+            np.median(np.abs(successive)) / median, premature.mean(), compensated.mean() if len(compensated) else 0.0,
+            rr.max() / median, rr.min() / median,
+        ]
+    )
+
+
+def sample_entropy(x: np.ndarray, m: int = 2, r: float = 0.2) -> float:
+    """Sample entropy (Richman & Moorman 2000) with tolerance ``r`` standard deviations, +1 in both
+    counts so a short sequence stays finite. Written here (a few lines over the tens of RR intervals
+    of a window) rather than NeuroKit2's, which adds a pandas round trip per call."""
+    x = np.asarray(x, dtype=np.float64)
+    if len(x) < m + 3 or x.std() == 0:
+        return 0.0
+    tolerance = r * x.std()
+
+    def matching_pairs(length: int) -> float:
+        embedded = np.stack([x[i : len(x) - length + i + 1] for i in range(length)], axis=1)[: len(x) - m]
+        distance = np.abs(embedded[:, None] - embedded[None]).max(axis=2)
+        return (np.count_nonzero(distance <= tolerance) - len(embedded)) / 2
+
+    return float(-np.log((matching_pairs(m + 1) + 1) / (matching_pairs(m) + 1)))
+
+
+def beat_shape_features(signal: np.ndarray, peaks: np.ndarray, fs: float) -> np.ndarray:
+    """``BEAT_SHAPE_FEATURES`` of one channel: the median beat's P- and T-wave RMS over its R amplitude,
+    the beats' median correlation with it over the P wave, the whole beat and the QRS, its QRS width
+    (where its slope exceeds a fifth of the QRS's steepest), the median beat over the beats' spread
+    around it (log), the R amplitude's variation, the log R amplitude and the beats per second; zeros
+    with fewer than three whole beats. AF has no consistent P wave; noise has no consistent beat."""
+    before, after = beat_window(fs)
+    inside = peaks[(peaks >= before) & (peaks + after < len(signal))]
+    if len(inside) < 3:
+        return np.zeros(len(BEAT_SHAPE_FEATURES))
+    beats = beat_windows(signal[None], inside, fs)[:, 0].astype(np.float64)
+    median = np.median(beats, axis=0)
+    r_amplitude = abs(median[before]) + 1e-9
+    p, qrs, t = (_stretch(fs, *BEAT_WAVES[wave]) for wave in ("p", "qrs", "t"))
+    consistency = [float(np.median(_correlation(beats[:, None, part], median[None, None, part]))) for part in (p, slice(None), qrs)]
+    slope = np.abs(np.diff(median))
+    near = slice(before - int(0.1 * fs), before + int(0.1 * fs))
+    steep = np.flatnonzero(slope[near] > 0.2 * slope[qrs].max())
+    width = (steep.max() - steep.min()) / fs if len(steep) else 0.0
+    return np.array(
+        [
+            np.std(median[p]) / r_amplitude, np.std(median[t]) / r_amplitude, *consistency, width,
+            np.log(np.std(median) / (np.std(beats - median) + 1e-9) + 1e-9), np.std(beats[:, before]) / r_amplitude,
+            np.log(r_amplitude), len(inside) / (len(signal) / fs),
         ]
     )
 

@@ -256,6 +256,11 @@ class SignalPreprocessor(Preprocessor):
         extra = (features[:, -self.n_extra :] - np.asarray(self.extra_mean, dtype=np.float32)) / np.asarray(self.extra_std, dtype=np.float32)
         return torch.from_numpy(np.hstack([samples, extra]).astype(np.float32))
 
+    def feature_matrix(self, inputs: Any) -> np.ndarray:
+        """The standardised hand-made features alone, for scikit-learn models and baselines: samples
+        are what networks learn from, while a tree or linear model on thousands of raw samples only overfits."""
+        return self.transform(inputs)[:, -self.n_extra :].numpy()
+
     def model_kwargs(self) -> dict[str, Any]:
         return {"in_channels": self.channels, "length": self.length, "n_extra": self.n_extra}
 
