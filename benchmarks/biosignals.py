@@ -93,6 +93,11 @@ CANDIDATES = {  # settings a benchmark may choose among on validation; "defaults
     "rhythm_shape_features_boosting_balanced_30s_windows": {
         "model": {"name": "hist_gradient_boosting"}, "train": {"class_weights": "balanced"}, "data": {"window_seconds": 30},
     },
+    # from here on, windows also carry how their beats depart from the median beat (odd beats, PR, ST, T, atrial residual; 70 features)
+    "atrial_features_boosting_balanced_30s_windows": {
+        "model": {"name": "hist_gradient_boosting"}, "train": {"class_weights": "balanced"}, "data": {"window_seconds": 30},
+    },
+    "atrial_features_auto_weights_30s_windows": {"train": {"class_weights": "auto"}, "data": {"window_seconds": 30}},
 }
 RETIRED_CANDIDATES = {  # rows kept in the JSON whose code was reverted after validation passed them over (not rerunnable)
     "background_rhythm_features": "the defaults of commit 20dfa07, whose beats had four more RR features: the variation, successive "
@@ -102,7 +107,7 @@ RETIRED_CANDIDATES = {  # rows kept in the JSON whose code was reverted after va
 
 WINDOW_FEATURES_NOTE = (
     "the window features of the run's commit (17; 37 from the candidates named `waveform_features_...`; 43 from `spike_features_...`; "
-    "63 from `rhythm_shape_features_...`)"
+    "63 from `rhythm_shape_features_...`; 70 from `atrial_features_...`)"
 )
 
 

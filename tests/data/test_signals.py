@@ -357,6 +357,19 @@ def test_beat_shape_features_see_a_consistent_p_wave_and_lose_it_to_fibrillatory
     assert sinus["beat_consistency"] > 0.99 and sinus["beat_snr"] > af["beat_snr"]
     assert sinus["beat_rate"] == pytest.approx(36 / 30)  # 36 whole beats in 30 s
     assert sinus["p_wave_energy"] > 0.03
+    assert sinus["pr_interval"] == pytest.approx(0.16, abs=1 / fs)
+    assert af["atrial_band_share"] > 0.8 and af["atrial_residual"] > sinus["atrial_residual"] + 1  # what cancelling the median beat leaves
+
+
+def test_odd_beats_are_counted_by_their_correlation_with_the_median_beat():
+    fs = 128.0
+    lead, peaks = _synthetic_lead(fs, 30)
+    t = np.arange(len(lead)) / fs
+    for r in peaks[::4]:  # every fourth beat ectopic: a wide inverted QRS in place of the narrow one
+        lead -= np.exp(-0.5 * ((t - r / fs) / 0.01) ** 2) + 1.5 * np.exp(-0.5 * ((t - r / fs) / 0.05) ** 2)
+    features = dict(zip(signal_io.BEAT_SHAPE_FEATURES, signal_io.beat_shape_features(lead.astype(np.float32), peaks, fs)))
+    assert features["odd_beat_share"] == pytest.approx(0.25, abs=0.03)
+    assert features["low_beat_correlation"] < 0.5
 
 
 def test_qrs_width_grows_with_the_qrs():

@@ -57,7 +57,10 @@ RR_SHAPE_FEATURES = (
 BEAT_SHAPE_FEATURES = (
     "p_wave_energy", "t_wave_energy", "p_wave_consistency", "beat_consistency", "qrs_consistency",
     "qrs_width", "beat_snr", "r_amplitude_variation", "log_r_amplitude", "beat_rate",
+    "odd_beat_share", "low_beat_correlation", "pr_interval", "t_wave_consistency", "st_level", "atrial_band_share", "atrial_residual",
 )
+ODD_BEAT_CORRELATION = 0.9  # a beat correlating less with the window's median beat is odd (ectopic, aberrant or noise)
+ATRIAL_BAND = (4.0, 10.0)  # Hz: fibrillatory waves
 WINDOW_FEATURES = SPECTRAL_FEATURES + WAVEFORM_FEATURES + SPIKE_FEATURES + BAND_FEATURES + RHYTHM_FEATURES + RR_SHAPE_FEATURES + BEAT_SHAPE_FEATURES
 PREMATURE_WINDOW_RATIO = 0.85  # in a window: an interval under this share of the median of the 8 before it is premature
 QUALITY_SECONDS = 10.0  # the segment length Zhao & Zhang (2018) judged ECG quality on
@@ -675,8 +678,9 @@ def beat_shape_features(signal: np.ndarray, peaks: np.ndarray, fs: float) -> np.
     """``BEAT_SHAPE_FEATURES`` of one channel: the median beat's P- and T-wave RMS over its R amplitude,
     the beats' median correlation with it over the P wave, the whole beat and the QRS, its QRS width
     (where its slope exceeds a fifth of the QRS's steepest), the median beat over the beats' spread
-    around it (log), the R amplitude's variation, the log R amplitude and the beats per second; zeros
-    with fewer than three whole beats. AF has no consistent P wave; noise has no consistent beat."""
+    around it (log), the R amplitude's variation, the log R amplitude and the beats per second; then
+    the beats' disagreement with it (:func:`beat_disagreement`). Zeros with fewer than three whole
+    beats. AF has no consistent P wave; noise has no consistent beat."""
     before, after = beat_window(fs)
     inside = peaks[(peaks >= before) & (peaks + after < len(signal))]
     if len(inside) < 3:
@@ -694,9 +698,34 @@ def beat_shape_features(signal: np.ndarray, peaks: np.ndarray, fs: float) -> np.
         [
             np.std(median[p]) / r_amplitude, np.std(median[t]) / r_amplitude, *consistency, width,
             np.log(np.std(median) / (np.std(beats - median) + 1e-9) + 1e-9), np.std(beats[:, before]) / r_amplitude,
-            np.log(r_amplitude), len(inside) / (len(signal) / fs),
+            np.log(r_amplitude), len(inside) / (len(signal) / fs), *beat_disagreement(beats, median, fs),
         ]
     )
+
+
+def beat_disagreement(beats: np.ndarray, median: np.ndarray, fs: float) -> list[float]:
+    """How a window's beats (n, samples) depart from their median beat: the share correlating under
+    ``ODD_BEAT_CORRELATION`` and the 10th percentile of the correlations (ectopic beats, "other
+    rhythm"), the PR interval (the P stretch's largest deflection to the R peak), the T wave's
+    consistency, the ST level over the R amplitude, and what cancelling the median beat leaves over
+    the P stretch: its share of power in ``ATRIAL_BAND`` and its RMS over the R amplitude (log),
+    where AF's fibrillatory waves are."""
+    before = beat_window(fs)[0]
+    r_amplitude = abs(median[before]) + 1e-9
+    p, t = _stretch(fs, *BEAT_WAVES["p"]), _stretch(fs, *BEAT_WAVES["t"])
+    correlation = _correlation(beats[:, None], median[None, None])[:, 0]
+    pr_interval = (before - p.start - np.argmax(np.abs(median[p] - np.median(median[p])))) / fs
+    t_consistency = float(np.median(_correlation(beats[:, None, t], median[None, None, t])))
+    st_level = (median[_stretch(fs, 0.08, 0.12)].mean() - median[p].mean()) / r_amplitude
+    residual = (beats - median)[:, p]
+    n_fft = max(64, residual.shape[1])  # zero-padded: the P stretch is 23 samples at 128 Hz
+    power = (np.abs(np.fft.rfft(residual - residual.mean(axis=1, keepdims=True), n=n_fft, axis=1)) ** 2).mean(axis=0)
+    frequencies = np.fft.rfftfreq(n_fft, 1 / fs)
+    atrial = (frequencies >= ATRIAL_BAND[0]) & (frequencies <= ATRIAL_BAND[1])
+    return [
+        float(np.mean(correlation < ODD_BEAT_CORRELATION)), float(np.percentile(correlation, 10)), pr_interval, t_consistency, st_level,
+        power[atrial].sum() / (power.sum() + 1e-12), float(np.log(np.sqrt(np.mean(residual**2)) / r_amplitude + 1e-9)),
+    ]
 
 
 def list_signal_files(folder: Path) -> list[Path]:
