@@ -683,8 +683,8 @@ def main() -> None:
         write_markdown(json.loads(store.read_text()), args.out)
         return
     run, _ = BENCHMARKS[args.benchmark]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()  # the code that runs
     entry = run(args)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
     entry.update(date=datetime.now(timezone.utc).isoformat(timespec="seconds"), commit=commit, command=" ".join(["python benchmarks/biosignals.py", *sys.argv[1:]]))
     store.parent.mkdir(parents=True, exist_ok=True)
     results = json.loads(store.read_text()) if store.exists() else {}
