@@ -647,7 +647,9 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         "command and candidates table), which are not defaults, except MIT-BIH's: a linear model on the RR and template "
         "features became the beat default on 2026-12-01 (its defaults row is that), and on 2026-12-02 a beat template that leaves "
         "premature beats out (row `nonpremature_template`; the defaults row is the defaults before it). The window features grew while these runs were made "
-        "(17, then 37 on 2026-12-01 with candidates named `waveform_features_...`, then 43 with `spike_features_...`), and so "
+        "(17, then 37 on 2026-12-01 with candidates named `waveform_features_...`, then 43 with `spike_features_...`, "
+        "63 on 2026-12-02 with `rhythm_shape_features_...` and 70 with `atrial_features_...`; scikit-learn models on signals read "
+        "these features alone since `rhythm_shape_features_...`), and so "
         "did the beat features (7 RR features, then 9 with 6 template features from the candidates named `template_features...`); "
         "each run's commit is in the JSON beside this file.",
         "",
