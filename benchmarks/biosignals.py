@@ -93,21 +93,23 @@ CANDIDATES = {  # settings a benchmark may choose among on validation; "defaults
     "rhythm_shape_features_boosting_balanced_30s_windows": {
         "model": {"name": "hist_gradient_boosting"}, "train": {"class_weights": "balanced"}, "data": {"window_seconds": 30},
     },
-    # from here on, windows also carry how their beats depart from the median beat (odd beats, PR, ST, T, atrial residual; 70 features)
-    "atrial_features_boosting_balanced_30s_windows": {
+    # from here on, the RR features' COSEn is Lake & Moorman's (SampEn + ln 2r - ln mean RR; before: SampEn + ln median RR)
+    "cosen_boosting_balanced_30s_windows": {
         "model": {"name": "hist_gradient_boosting"}, "train": {"class_weights": "balanced"}, "data": {"window_seconds": 30},
     },
-    "atrial_features_auto_weights_30s_windows": {"train": {"class_weights": "auto"}, "data": {"window_seconds": 30}},
 }
 RETIRED_CANDIDATES = {  # rows kept in the JSON whose code was reverted after validation passed them over (not rerunnable)
     "background_rhythm_features": "the defaults of commit 20dfa07, whose beats had four more RR features: the variation, successive "
     "change and jumps of the 10 RR intervals before the beat, and pre-RR over their median",
+    "atrial_features_boosting_balanced_30s_windows": "`rhythm_shape_features_boosting_balanced_30s_windows` at commit c9742ed, whose windows "
+    "had 7 more features of how their beats depart from the median beat (odd-beat share, 10th-percentile correlation, PR interval, "
+    "T-wave consistency, ST level, atrial-band share and size of the residual after cancelling the median beat): 70 in all",
 }
 
 
 WINDOW_FEATURES_NOTE = (
     "the window features of the run's commit (17; 37 from the candidates named `waveform_features_...`; 43 from `spike_features_...`; "
-    "63 from `rhythm_shape_features_...`; 70 from `atrial_features_...`)"
+    "63 from `rhythm_shape_features_...` and `cosen_...`; 70 from `atrial_features_...`)"
 )
 
 
@@ -648,7 +650,7 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         "features became the beat default on 2026-12-01 (its defaults row is that), and on 2026-12-02 a beat template that leaves "
         "premature beats out (row `nonpremature_template`; the defaults row is the defaults before it). The window features grew while these runs were made "
         "(17, then 37 on 2026-12-01 with candidates named `waveform_features_...`, then 43 with `spike_features_...`, "
-        "63 on 2026-12-02 with `rhythm_shape_features_...` and 70 with `atrial_features_...`; scikit-learn models on signals read "
+        "63 on 2026-12-02 with `rhythm_shape_features_...`, 70 with the retired `atrial_features_...`, and 63 again with `cosen_...`; scikit-learn models on signals read "
         "these features alone since `rhythm_shape_features_...`), and so "
         "did the beat features (7 RR features, then 9 with 6 template features from the candidates named `template_features...`); "
         "each run's commit is in the JSON beside this file.",
@@ -685,7 +687,8 @@ def main() -> None:
         write_markdown(json.loads(store.read_text()), args.out)
         return
     run, _ = BENCHMARKS[args.benchmark]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()  # the code that runs
+    describe = ["git", "describe", "--always", "--dirty=+uncommitted-changes"]
+    commit = subprocess.run(describe, capture_output=True, text=True, cwd=ROOT).stdout.strip()  # the code that runs, when it starts
     entry = run(args)
     entry.update(date=datetime.now(timezone.utc).isoformat(timespec="seconds"), commit=commit, command=" ".join(["python benchmarks/biosignals.py", *sys.argv[1:]]))
     store.parent.mkdir(parents=True, exist_ok=True)

@@ -267,6 +267,7 @@ def test_auto_class_weights_choose_a_scikit_learn_models_weighting_on_validation
     run = _sklearn_run(tmp_path, "auto")
     choice = run.metrics["training"]["class_weights"]
     assert set(choice["validation"]) == {"none", "sqrt", "balanced"}
+    assert len(set(choice["validation"].values())) > 1  # the weights changed the fitted models
     assert choice["validation"][choice["chosen"]] == max(choice["validation"].values())
     val = _three_classes().query("split == 'val'")
     predicted = run.bundle.predict(val.drop(columns=["y", "split"]))["prediction"]

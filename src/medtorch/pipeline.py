@@ -161,20 +161,24 @@ CLASS_WEIGHTINGS = ("none", "sqrt", "balanced")  # what train.class_weights: aut
 def _fit_sklearn(
     name: str, kwargs: dict[str, Any], task: Task, class_weights: str, features: tuple[np.ndarray, np.ndarray], targets: tuple[np.ndarray, np.ndarray]
 ) -> tuple[Any, dict[str, Any]]:
-    """A scikit-learn model fitted with ``train.class_weights`` as sample weights (single-label tasks;
-    'auto' fits once per weighting and keeps the best on validation, as for networks)."""
+    """A scikit-learn model fitted with ``train.class_weights`` as sample weights (binary and multiclass
+    tasks; 'auto' fits once per weighting and keeps the best on validation, as for networks; a
+    regression or multi-label target is fitted unweighted, and refuses 'sqrt' and 'balanced' when multi-label)."""
     from threadpoolctl import threadpool_limits
 
     from medtorch.inference import sklearn_scores
 
     (x_train, x_val), (y_train, y_val) = features, targets
+    if task.type == "multilabel" and class_weights in ("sqrt", "balanced"):
+        raise ConfigError(f"train.class_weights: {class_weights} weighs a sample by its one class; {name} on a multi-label target takes 'none'")
     options = CLASS_WEIGHTINGS if class_weights == "auto" and task.type in ("binary", "multiclass") else (class_weights,)
     fitted, scores = {}, {}
     # on small tables, OpenMP threads cost more than they give (and oversubscribe busy machines)
     with threadpool_limits(1 if len(x_train) < 20_000 else None):
         for option in options:
             model = create_model(name, **kwargs)
-            model.fit(x_train, _sklearn_target(task, y_train), sample_weight=_sample_weights(task, y_train, option))
+            weights = _sample_weights(task, y_train, option)
+            model.fit(x_train, _sklearn_target(task, y_train), **({} if weights is None else {"sample_weight": weights}))
             fitted[option] = model
             if len(options) > 1:
                 scores[option] = round(_weighting_score(task, y_val, sklearn_scores(model, task, x_val)), 4)
@@ -331,7 +335,7 @@ def evaluate_run(
     steps.advance()
     y_test = evaluation_target(bundle.task, test.target)
     for name in baselines:
-        single = cfg.train.model_copy(update={"ensemble": 1})  # a baseline is one model, whatever the main model is
+        single = cfg.train.model_copy(update={"ensemble": 1, "class_weights": "none"})  # a baseline is one unweighted model, whatever the main model is
         baseline_cfg = cfg.model_copy(update={"model": ModelConfig(name=name), "train": single})
         baseline = fit_bundle(
             bundle.modality, records, train_idx, val_idx, bundle.task, baseline_cfg, preprocessor=bundle.preprocessor

@@ -244,10 +244,36 @@ def test_scikit_learn_models_on_windows_read_the_hand_made_features_and_round_tr
     overrides = {"model": {"name": "hist_gradient_boosting"}, "train": {"class_weights": "balanced"}, "evaluate": {"bootstrap": 0, "baselines": False}}
     run = medtorch.train(folder, out=tmp_path / "run", overrides=overrides, progress=False)
     records = Signals().read(folder, DataConfig())
-    assert run.bundle.preprocessor.feature_matrix(records.inputs).shape == (len(records), len(signal_io.WINDOW_FEATURES))
+    assert run.bundle.model.n_features_in_ == len(signal_io.WINDOW_FEATURES)  # fitted on the features, not the samples
     assert (tmp_path / "run" / "bundle" / "model.skops").exists()
     reloaded = load_bundle(tmp_path / "run" / "bundle")
     np.testing.assert_allclose(reloaded.predict_scores(records.inputs), run.bundle.predict_scores(records.inputs))
+
+
+def test_a_scikit_learn_signal_bundle_of_an_older_format_is_refused(tmp_path):
+    import medtorch
+    from medtorch.bundle import load_bundle
+    from medtorch.errors import BundleError
+
+    folder = _write_labelled_folder(tmp_path / "data", {f"A{i:03d}": ("AF" if i % 2 else "N") for i in range(8)})
+    overrides = {"model": {"name": "logistic_regression"}, "evaluate": {"bootstrap": 0, "baselines": False}}
+    medtorch.train(folder, out=tmp_path / "run", overrides=overrides, progress=False)
+    config_file = tmp_path / "run" / "bundle" / "medtorch.json"
+    config = json.loads(config_file.read_text())
+    config_file.write_text(json.dumps({**config, "format_version": 3}))
+    with pytest.raises(BundleError, match="features alone"):  # format 3 fitted it on samples and features
+        load_bundle(tmp_path / "run" / "bundle")
+
+
+@pytest.mark.parametrize("fs", [100.0, 128.0, 250.0, 500.0])
+def test_window_features_stay_finite_at_any_rate_with_a_flat_lead_and_in_a_short_window(fs):
+    lead, _ = _synthetic_lead(fs, 12, p_wave=True)
+    two_leads = np.stack([lead, np.zeros_like(lead)])  # a lead off
+    for window in (two_leads, two_leads[:, : int(1.5 * fs)]):
+        features = signal_io.window_features(window, fs)
+        assert features.shape == (len(signal_io.WINDOW_FEATURES),) and np.isfinite(features).all()
+    by_name = dict(zip(signal_io.WINDOW_FEATURES, signal_io.window_features(two_leads, fs)))
+    assert by_name["heart_rate"] == pytest.approx(75, abs=3) and by_name["beat_consistency"] > 0.9
 
 
 def test_window_seconds_and_sampling_rate_set_the_window_shape(tmp_path):
@@ -331,6 +357,7 @@ def test_rr_shape_features_tell_patternless_irregularity_from_a_repeating_ectopi
     af, ectopic, sinus = _rr_shape(random_rr), _rr_shape(bigeminy), _rr_shape(regular)
     assert ectopic["rr_sample_entropy"] < 0.5 < 1.0 < af["rr_sample_entropy"]
     assert ectopic["compensatory_share"] > 0.4 > 0.25 > af["compensatory_share"]
+    assert af["rr_cosen"] > sinus["rr_cosen"] + 2  # entropy plus the log of the variability, over the rate
     assert 0.4 < af["poincare_ratio"] < 0.6 < 0.99 < ectopic["poincare_ratio"]  # SD1 ≈ SD2 for random intervals; SD2 ≈ 0 for bigeminy
     assert sinus["poincare_sd1"] == sinus["premature_share"] == sinus["compensatory_share"] == 0
     assert sinus["longest_rr"] == sinus["shortest_rr"] == 1
@@ -357,19 +384,6 @@ def test_beat_shape_features_see_a_consistent_p_wave_and_lose_it_to_fibrillatory
     assert sinus["beat_consistency"] > 0.99 and sinus["beat_snr"] > af["beat_snr"]
     assert sinus["beat_rate"] == pytest.approx(36 / 30)  # 36 whole beats in 30 s
     assert sinus["p_wave_energy"] > 0.03
-    assert sinus["pr_interval"] == pytest.approx(0.16, abs=1 / fs)
-    assert af["atrial_band_share"] > 0.8 and af["atrial_residual"] > sinus["atrial_residual"] + 1  # what cancelling the median beat leaves
-
-
-def test_odd_beats_are_counted_by_their_correlation_with_the_median_beat():
-    fs = 128.0
-    lead, peaks = _synthetic_lead(fs, 30)
-    t = np.arange(len(lead)) / fs
-    for r in peaks[::4]:  # every fourth beat ectopic: a wide inverted QRS in place of the narrow one
-        lead -= np.exp(-0.5 * ((t - r / fs) / 0.01) ** 2) + 1.5 * np.exp(-0.5 * ((t - r / fs) / 0.05) ** 2)
-    features = dict(zip(signal_io.BEAT_SHAPE_FEATURES, signal_io.beat_shape_features(lead.astype(np.float32), peaks, fs)))
-    assert features["odd_beat_share"] == pytest.approx(0.25, abs=0.03)
-    assert features["low_beat_correlation"] < 0.5
 
 
 def test_qrs_width_grows_with_the_qrs():

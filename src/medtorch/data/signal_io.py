@@ -57,12 +57,12 @@ RR_SHAPE_FEATURES = (
 BEAT_SHAPE_FEATURES = (
     "p_wave_energy", "t_wave_energy", "p_wave_consistency", "beat_consistency", "qrs_consistency",
     "qrs_width", "beat_snr", "r_amplitude_variation", "log_r_amplitude", "beat_rate",
-    "odd_beat_share", "low_beat_correlation", "pr_interval", "t_wave_consistency", "st_level", "atrial_band_share", "atrial_residual",
 )
-ODD_BEAT_CORRELATION = 0.9  # a beat correlating less with the window's median beat is odd (ectopic, aberrant or noise)
-ATRIAL_BAND = (4.0, 10.0)  # Hz: fibrillatory waves
+PREMATURE_WINDOW_RATIO = 0.85  # in a window: an interval under this share of the median of the ones before it is premature
+PRECEDING_INTERVALS = 8  # how many intervals that median looks back over
+PAUSE_RATIO = 1.3  # an interval this much longer than the premature one before it is a compensatory pause
+QRS_SLOPE_SHARE = 0.2  # the QRS spans where the median beat's slope exceeds this share of its steepest
 WINDOW_FEATURES = SPECTRAL_FEATURES + WAVEFORM_FEATURES + SPIKE_FEATURES + BAND_FEATURES + RHYTHM_FEATURES + RR_SHAPE_FEATURES + BEAT_SHAPE_FEATURES
-PREMATURE_WINDOW_RATIO = 0.85  # in a window: an interval under this share of the median of the 8 before it is premature
 QUALITY_SECONDS = 10.0  # the segment length Zhao & Zhang (2018) judged ECG quality on
 LABEL_FILES = ("REFERENCE.csv", "REFERENCE-v3.csv", "REFERENCE-v2.csv", "REFERENCE-v1.csv", "labels.csv")
 
@@ -634,30 +634,36 @@ def rhythm_features(peaks: np.ndarray, fs: float) -> np.ndarray:
 
 
 def rr_shape_features(peaks: np.ndarray, fs: float) -> np.ndarray:
-    """``RR_SHAPE_FEATURES``: Poincaré SD1, SD2 and SD1 / (SD1 + SD2), the sample entropy of the RR intervals
-    and its coefficient form (COSEn, Lake & Moorman 2011), the median successive change, the share of
-    premature intervals and of those followed by a compensatory pause, and the longest and shortest
-    interval; zeros with fewer than four beats. AF is irregular without pattern (high entropy, SD1
-    near SD2); ectopic beats ("other rhythm") are premature with a pause after."""
+    """``RR_SHAPE_FEATURES``: Poincaré SD1, SD2 and SD1 / (SD1 + SD2), the sample entropy of the RR
+    intervals and its coefficient form (COSEn, Lake & Moorman 2011: SampEn + ln(2r) - ln(mean RR),
+    ``r`` the tolerance in seconds), the median successive change, the share of intervals that are
+    premature and the share that are premature and followed by a compensatory pause (both over all
+    intervals), and the longest and shortest interval; zeros with fewer than four beats. AF is
+    irregular without pattern (high entropy, SD1 near SD2); ectopic beats ("other rhythm") are
+    premature with a pause after."""
     if len(peaks) < 4:
         return np.zeros(len(RR_SHAPE_FEATURES))
     rr = np.diff(peaks) / fs
     median, successive = np.median(rr), np.diff(rr)
     sd1, sd2 = np.std(successive / np.sqrt(2)), np.std((rr[1:] + rr[:-1]) / np.sqrt(2))
-    before = np.array([np.median(rr[max(0, i - 8) : i]) for i in range(1, len(rr))])
-    premature = rr[1:] / before < PREMATURE_WINDOW_RATIO
-    compensated = premature[:-1] & (rr[2:] / rr[1:-1] > 1.3)
-    entropy = sample_entropy(rr)
+    preceding_median = np.array([np.median(rr[max(0, i - PRECEDING_INTERVALS) : i]) for i in range(1, len(rr))])
+    premature = rr[1:] / preceding_median < PREMATURE_WINDOW_RATIO
+    compensated = premature[:-1] & (rr[2:] / rr[1:-1] > PAUSE_RATIO)
+    entropy = sample_entropy(rr, r=ENTROPY_TOLERANCE)
+    tolerance = max(ENTROPY_TOLERANCE * rr.std(), 1.0 / fs)  # a perfectly regular rhythm: one sample's tolerance
     return np.array(
         [
-            sd1 / median, sd2 / median, sd1 / (sd1 + sd2 + 1e-9), entropy, entropy + np.log(median),
+            sd1 / median, sd2 / median, sd1 / (sd1 + sd2 + 1e-9), entropy, entropy + np.log(2 * tolerance) - np.log(rr.mean()),
             np.median(np.abs(successive)) / median, premature.mean(), compensated.mean() if len(compensated) else 0.0,
             rr.max() / median, rr.min() / median,
         ]
     )
 
 
-def sample_entropy(x: np.ndarray, m: int = 2, r: float = 0.2) -> float:
+ENTROPY_TOLERANCE = 0.2  # sample entropy's tolerance, in standard deviations of the sequence
+
+
+def sample_entropy(x: np.ndarray, m: int = 2, r: float = ENTROPY_TOLERANCE) -> float:
     """Sample entropy (Richman & Moorman 2000) with tolerance ``r`` standard deviations, +1 in both
     counts so a short sequence stays finite. Written here (a few lines over the tens of RR intervals
     of a window) rather than NeuroKit2's, which adds a pandas round trip per call."""
@@ -677,10 +683,9 @@ def sample_entropy(x: np.ndarray, m: int = 2, r: float = 0.2) -> float:
 def beat_shape_features(signal: np.ndarray, peaks: np.ndarray, fs: float) -> np.ndarray:
     """``BEAT_SHAPE_FEATURES`` of one channel: the median beat's P- and T-wave RMS over its R amplitude,
     the beats' median correlation with it over the P wave, the whole beat and the QRS, its QRS width
-    (where its slope exceeds a fifth of the QRS's steepest), the median beat over the beats' spread
-    around it (log), the R amplitude's variation, the log R amplitude and the beats per second; then
-    the beats' disagreement with it (:func:`beat_disagreement`). Zeros with fewer than three whole
-    beats. AF has no consistent P wave; noise has no consistent beat."""
+    (where its slope exceeds ``QRS_SLOPE_SHARE`` of the QRS's steepest, within 0.1 s of the R peak), the median beat over the beats' spread
+    around it (log), the R amplitude's variation, the log R amplitude and the beats per second; zeros
+    with fewer than three whole beats. AF has no consistent P wave; noise has no consistent beat."""
     before, after = beat_window(fs)
     inside = peaks[(peaks >= before) & (peaks + after < len(signal))]
     if len(inside) < 3:
@@ -692,40 +697,15 @@ def beat_shape_features(signal: np.ndarray, peaks: np.ndarray, fs: float) -> np.
     consistency = [float(np.median(_correlation(beats[:, None, part], median[None, None, part]))) for part in (p, slice(None), qrs)]
     slope = np.abs(np.diff(median))
     near = slice(before - int(0.1 * fs), before + int(0.1 * fs))
-    steep = np.flatnonzero(slope[near] > 0.2 * slope[qrs].max())
+    steep = np.flatnonzero(slope[near] > QRS_SLOPE_SHARE * slope[qrs].max())
     width = (steep.max() - steep.min()) / fs if len(steep) else 0.0
     return np.array(
         [
             np.std(median[p]) / r_amplitude, np.std(median[t]) / r_amplitude, *consistency, width,
             np.log(np.std(median) / (np.std(beats - median) + 1e-9) + 1e-9), np.std(beats[:, before]) / r_amplitude,
-            np.log(r_amplitude), len(inside) / (len(signal) / fs), *beat_disagreement(beats, median, fs),
+            np.log(r_amplitude), len(inside) / (len(signal) / fs),
         ]
     )
-
-
-def beat_disagreement(beats: np.ndarray, median: np.ndarray, fs: float) -> list[float]:
-    """How a window's beats (n, samples) depart from their median beat: the share correlating under
-    ``ODD_BEAT_CORRELATION`` and the 10th percentile of the correlations (ectopic beats, "other
-    rhythm"), the PR interval (the P stretch's largest deflection to the R peak), the T wave's
-    consistency, the ST level over the R amplitude, and what cancelling the median beat leaves over
-    the P stretch: its share of power in ``ATRIAL_BAND`` and its RMS over the R amplitude (log),
-    where AF's fibrillatory waves are."""
-    before = beat_window(fs)[0]
-    r_amplitude = abs(median[before]) + 1e-9
-    p, t = _stretch(fs, *BEAT_WAVES["p"]), _stretch(fs, *BEAT_WAVES["t"])
-    correlation = _correlation(beats[:, None], median[None, None])[:, 0]
-    pr_interval = (before - p.start - np.argmax(np.abs(median[p] - np.median(median[p])))) / fs
-    t_consistency = float(np.median(_correlation(beats[:, None, t], median[None, None, t])))
-    st_level = (median[_stretch(fs, 0.08, 0.12)].mean() - median[p].mean()) / r_amplitude
-    residual = (beats - median)[:, p]
-    n_fft = max(64, residual.shape[1])  # zero-padded: the P stretch is 23 samples at 128 Hz
-    power = (np.abs(np.fft.rfft(residual - residual.mean(axis=1, keepdims=True), n=n_fft, axis=1)) ** 2).mean(axis=0)
-    frequencies = np.fft.rfftfreq(n_fft, 1 / fs)
-    atrial = (frequencies >= ATRIAL_BAND[0]) & (frequencies <= ATRIAL_BAND[1])
-    return [
-        float(np.mean(correlation < ODD_BEAT_CORRELATION)), float(np.percentile(correlation, 10)), pr_interval, t_consistency, st_level,
-        power[atrial].sum() / (power.sum() + 1e-12), float(np.log(np.sqrt(np.mean(residual**2)) / r_amplitude + 1e-9)),
-    ]
 
 
 def list_signal_files(folder: Path) -> list[Path]:
