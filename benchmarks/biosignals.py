@@ -93,10 +93,6 @@ CANDIDATES = {  # settings a benchmark may choose among on validation; "defaults
     "rhythm_shape_features_boosting_balanced_30s_windows": {
         "model": {"name": "hist_gradient_boosting"}, "train": {"class_weights": "balanced"}, "data": {"window_seconds": 30},
     },
-    # from here on, the RR features' COSEn is Lake & Moorman's (SampEn + ln 2r - ln mean RR; before: SampEn + ln median RR)
-    "cosen_boosting_balanced_30s_windows": {
-        "model": {"name": "hist_gradient_boosting"}, "train": {"class_weights": "balanced"}, "data": {"window_seconds": 30},
-    },
 }
 RETIRED_CANDIDATES = {  # rows kept in the JSON whose code was reverted after validation passed them over (not rerunnable)
     "background_rhythm_features": "the defaults of commit 20dfa07, whose beats had four more RR features: the variation, successive "
@@ -104,12 +100,14 @@ RETIRED_CANDIDATES = {  # rows kept in the JSON whose code was reverted after va
     "atrial_features_boosting_balanced_30s_windows": "`rhythm_shape_features_boosting_balanced_30s_windows` at commit c9742ed, whose windows "
     "had 7 more features of how their beats depart from the median beat (odd-beat share, 10th-percentile correlation, PR interval, "
     "T-wave consistency, ST level, atrial-band share and size of the residual after cancelling the median beat): 70 in all",
+    "cosen_boosting_balanced_30s_windows": "`rhythm_shape_features_boosting_balanced_30s_windows` at commit e34d706, whose "
+    "`rr_entropy_log_rr` (SampEn + ln median RR) was Lake & Moorman's COSEn (SampEn + ln 2r - ln mean RR)",
 }
 
 
 WINDOW_FEATURES_NOTE = (
     "the window features of the run's commit (17; 37 from the candidates named `waveform_features_...`; 43 from `spike_features_...`; "
-    "63 from `rhythm_shape_features_...` and `cosen_...`; 70 from `atrial_features_...`)"
+    "63 from `rhythm_shape_features_...` and the retired `cosen_...`; 70 from the retired `atrial_features_...`)"
 )
 
 
@@ -650,7 +648,7 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         "features became the beat default on 2026-12-01 (its defaults row is that), and on 2026-12-02 a beat template that leaves "
         "premature beats out (row `nonpremature_template`; the defaults row is the defaults before it). The window features grew while these runs were made "
         "(17, then 37 on 2026-12-01 with candidates named `waveform_features_...`, then 43 with `spike_features_...`, "
-        "63 on 2026-12-02 with `rhythm_shape_features_...`, 70 with the retired `atrial_features_...`, and 63 again with `cosen_...`; scikit-learn models on signals read "
+        "63 on 2026-12-02 with `rhythm_shape_features_...`, 70 with the retired `atrial_features_...`, and 63 with COSEn for one of them in the retired `cosen_...`; scikit-learn models on signals read "
         "these features alone since `rhythm_shape_features_...`), and so "
         "did the beat features (7 RR features, then 9 with 6 template features from the candidates named `template_features...`); "
         "each run's commit is in the JSON beside this file.",

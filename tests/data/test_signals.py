@@ -357,7 +357,7 @@ def test_rr_shape_features_tell_patternless_irregularity_from_a_repeating_ectopi
     af, ectopic, sinus = _rr_shape(random_rr), _rr_shape(bigeminy), _rr_shape(regular)
     assert ectopic["rr_sample_entropy"] < 0.5 < 1.0 < af["rr_sample_entropy"]
     assert ectopic["compensatory_share"] > 0.4 > 0.25 > af["compensatory_share"]
-    assert af["rr_cosen"] > sinus["rr_cosen"] + 2  # entropy plus the log of the variability, over the rate
+    assert af["rr_entropy_log_rr"] > sinus["rr_entropy_log_rr"] + 2
     assert 0.4 < af["poincare_ratio"] < 0.6 < 0.99 < ectopic["poincare_ratio"]  # SD1 ≈ SD2 for random intervals; SD2 ≈ 0 for bigeminy
     assert sinus["poincare_sd1"] == sinus["premature_share"] == sinus["compensatory_share"] == 0
     assert sinus["longest_rr"] == sinus["shortest_rr"] == 1

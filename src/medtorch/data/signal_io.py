@@ -50,7 +50,7 @@ BAND_FEATURES = tuple(f"{band}_{measure}" for measure in ("log_power", "log_line
 RHYTHM_FEATURES = ("heart_rate", "mean_rr", "sdnn", "rmssd", "pnn50", "cv_rr", "irregularity", "rr_range")
 # the shape of the RR sequence, each interval measure over the median RR (the rhythm's own scale)
 RR_SHAPE_FEATURES = (
-    "poincare_sd1", "poincare_sd2", "poincare_ratio", "rr_sample_entropy", "rr_cosen", "median_successive_change",
+    "poincare_sd1", "poincare_sd2", "poincare_ratio", "rr_sample_entropy", "rr_entropy_log_rr", "median_successive_change",
     "premature_share", "compensatory_share", "longest_rr", "shortest_rr",
 )
 # the window's median beat and how its beats vary around it (first channel)
@@ -635,8 +635,8 @@ def rhythm_features(peaks: np.ndarray, fs: float) -> np.ndarray:
 
 def rr_shape_features(peaks: np.ndarray, fs: float) -> np.ndarray:
     """``RR_SHAPE_FEATURES``: Poincaré SD1, SD2 and SD1 / (SD1 + SD2), the sample entropy of the RR
-    intervals and its coefficient form (COSEn, Lake & Moorman 2011: SampEn + ln(2r) - ln(mean RR),
-    ``r`` the tolerance in seconds), the median successive change, the share of intervals that are
+    intervals and that plus the log median RR (a rate-adjusted entropy; Lake & Moorman's COSEn,
+    SampEn + ln(2r) - ln(mean RR), scored lower on CinC 2017 validation), the median successive change, the share of intervals that are
     premature and the share that are premature and followed by a compensatory pause (both over all
     intervals), and the longest and shortest interval; zeros with fewer than four beats. AF is
     irregular without pattern (high entropy, SD1 near SD2); ectopic beats ("other rhythm") are
@@ -649,21 +649,17 @@ def rr_shape_features(peaks: np.ndarray, fs: float) -> np.ndarray:
     preceding_median = np.array([np.median(rr[max(0, i - PRECEDING_INTERVALS) : i]) for i in range(1, len(rr))])
     premature = rr[1:] / preceding_median < PREMATURE_WINDOW_RATIO
     compensated = premature[:-1] & (rr[2:] / rr[1:-1] > PAUSE_RATIO)
-    entropy = sample_entropy(rr, r=ENTROPY_TOLERANCE)
-    tolerance = max(ENTROPY_TOLERANCE * rr.std(), 1.0 / fs)  # a perfectly regular rhythm: one sample's tolerance
+    entropy = sample_entropy(rr)
     return np.array(
         [
-            sd1 / median, sd2 / median, sd1 / (sd1 + sd2 + 1e-9), entropy, entropy + np.log(2 * tolerance) - np.log(rr.mean()),
+            sd1 / median, sd2 / median, sd1 / (sd1 + sd2 + 1e-9), entropy, entropy + np.log(median),
             np.median(np.abs(successive)) / median, premature.mean(), compensated.mean() if len(compensated) else 0.0,
             rr.max() / median, rr.min() / median,
         ]
     )
 
 
-ENTROPY_TOLERANCE = 0.2  # sample entropy's tolerance, in standard deviations of the sequence
-
-
-def sample_entropy(x: np.ndarray, m: int = 2, r: float = ENTROPY_TOLERANCE) -> float:
+def sample_entropy(x: np.ndarray, m: int = 2, r: float = 0.2) -> float:
     """Sample entropy (Richman & Moorman 2000) with tolerance ``r`` standard deviations, +1 in both
     counts so a short sequence stays finite. Written here (a few lines over the tens of RR intervals
     of a window) rather than NeuroKit2's, which adds a pandas round trip per call."""
