@@ -194,3 +194,11 @@ def test_task_config_holds_plain_python_labels():
     config = task.get_config()
     assert type(config["positive"]) is int
     assert all(type(c) is int for c in config["classes"])
+
+
+def test_class_weight_options_give_none_inverse_frequency_or_its_square_root():
+    task, encoded = MulticlassTask(["a", "b", "c"]), np.array([0] * 90 + [1] * 9 + [2])
+    assert task.class_weights(encoded, "none") is None
+    np.testing.assert_allclose(task.class_weights(encoded, "balanced"), [100 / 270, 100 / 27, 100 / 3], rtol=1e-6)
+    np.testing.assert_allclose(task.class_weights(encoded, "sqrt"), np.sqrt([100 / 270, 100 / 27, 100 / 3]), rtol=1e-6)
+    assert RegressionTask().class_weights(np.zeros(4), "balanced") is None

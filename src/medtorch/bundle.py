@@ -222,7 +222,9 @@ def load_bundle(path: str | Path) -> Bundle:
     modality = get_modality(config["modality"])
     task = task_from_config(config["task"])
     if model_info["kind"] == "sklearn" and config["modality"] == "signal" and version < 4:
-        raise BundleError(f"{path}'s {model_info['name']} was fitted on signal samples and features; this medtorch gives it the features alone: {RETRAIN_HINT}")
+        raise BundleError(
+            f"{path}'s {model_info['name']} was fitted on signal samples and features; this medtorch gives it the features alone: {RETRAIN_HINT}"
+        )
     if model_info["kind"] == "sklearn":
         model = _load_skops(weights)
     else:

@@ -15,6 +15,7 @@ import inspect
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -171,28 +172,39 @@ def _fit_sklearn(
     (x_train, x_val), (y_train, y_val) = features, targets
     if task.type == "multilabel" and class_weights in ("sqrt", "balanced"):
         raise ConfigError(f"train.class_weights: {class_weights} weighs a sample by its one class; {name} on a multi-label target takes 'none'")
-    options = CLASS_WEIGHTINGS if class_weights == "auto" and task.type in ("binary", "multiclass") else (class_weights,)
-    fitted, scores = {}, {}
+
+    def fit(option: str) -> Any:
+        model = create_model(name, **kwargs)
+        weights = _sample_weights(task, y_train, option)
+        return model.fit(x_train, _sklearn_target(task, y_train), **({} if weights is None else {"sample_weight": weights}))
+
     # on small tables, OpenMP threads cost more than they give (and oversubscribe busy machines)
     with threadpool_limits(1 if len(x_train) < 20_000 else None):
-        for option in options:
-            model = create_model(name, **kwargs)
-            weights = _sample_weights(task, y_train, option)
-            model.fit(x_train, _sklearn_target(task, y_train), **({} if weights is None else {"sample_weight": weights}))
-            fitted[option] = model
-            if len(options) > 1:
-                scores[option] = round(_weighting_score(task, y_val, sklearn_scores(model, task, x_val)), 4)
-    chosen = max(options, key=lambda option: scores.get(option, 0.0))  # ties go to the earlier, simpler weighting
-    return fitted[chosen], ({"class_weights": {"chosen": chosen, "validation": scores}} if scores else {})
+        if class_weights == "auto" and task.type in ("binary", "multiclass"):
+            chosen, model, scores = _choose_weighting(task, y_val, fit, lambda model: sklearn_scores(model, task, x_val))
+            return model, {"class_weights": {"chosen": chosen, "validation": scores}}
+        return fit(class_weights), {}
 
 
 def _sample_weights(task: Task, y: np.ndarray, option: str) -> np.ndarray | None:
     """Each training sample weighs its class's weight under ``option`` (none, sqrt or balanced); ``None``
     for multi-label and regression targets, whose samples carry no single class."""
-    if option in ("none", "auto") or task.type not in ("binary", "multiclass"):
+    if task.type not in ("binary", "multiclass"):
         return None
-    weights = task.balanced_class_weights(y)
-    return (np.sqrt(weights) if option == "sqrt" else weights)[np.asarray(y, dtype=int)]
+    weights = task.class_weights(y, option)
+    return None if weights is None else weights[np.asarray(y, dtype=int)]
+
+
+def _choose_weighting(task: Task, y_val: np.ndarray, fit: Callable[[str], Any], scores_of: Callable[[Any], np.ndarray]) -> tuple[str, Any, dict[str, float]]:
+    """Fit once per weighting in :data:`CLASS_WEIGHTINGS` and keep the one with the best validation score
+    (macro F1 at argmax with several classes; AUROC with two); ties go to the earlier, simpler weighting.
+    Returns the chosen weighting, what ``fit`` gave for it, and every weighting's score."""
+    fitted, scores = {}, {}
+    for option in CLASS_WEIGHTINGS:
+        fitted[option] = fit(option)
+        scores[option] = round(_weighting_score(task, y_val, scores_of(fitted[option])), 4)
+    chosen = max(CLASS_WEIGHTINGS, key=lambda option: scores[option])
+    return chosen, fitted[chosen], scores
 
 
 def _with_class_weights(cfg: RunConfig, option: str) -> RunConfig:
@@ -253,18 +265,16 @@ class _Networks:
         return model, results[0].history, training  # the report's learning curves follow the first member
 
     def choose_class_weights(self, cfg: RunConfig, y_val: np.ndarray) -> tuple[Any, list[dict[str, float]], dict[str, Any]]:
-        """Train once per weighting in :data:`CLASS_WEIGHTINGS`; keep the one with the best validation score
-        (macro F1 at argmax with several classes; AUROC with two, whose threshold is chosen on validation later)."""
+        """Train once per weighting and keep the best on validation (:func:`_choose_weighting`); the run's
+        train_log.csv is the chosen one's."""
         from medtorch.inference import predict_scores
 
-        fitted, scores = {}, {}
-        for option in CLASS_WEIGHTINGS:
-            fitted[option] = self.train(_with_class_weights(cfg, option), tag=f"weights-{option}")
-            scores[option] = round(_weighting_score(self.task, y_val, predict_scores(fitted[option][0], self.task, self.val_set)), 4)
-        chosen = max(CLASS_WEIGHTINGS, key=lambda option: scores[option])  # ties go to the earlier, simpler weighting
+        def fit(option: str) -> tuple[Any, list[dict[str, float]], dict[str, Any]]:
+            return self.train(_with_class_weights(cfg, option), tag=f"weights-{option}")
+
+        chosen, (model, history, training), scores = _choose_weighting(self.task, y_val, fit, lambda fitted: predict_scores(fitted[0], self.task, self.val_set))
         if self.run_dir is not None:
             shutil.copyfile(_run_file(self.run_dir, "train_log.csv", 0, f"weights-{chosen}"), self.run_dir / "train_log.csv")
-        model, history, training = fitted[chosen]
         return model, history, {**training, "class_weights": {"chosen": chosen, "validation": scores}}
 
 

@@ -48,6 +48,12 @@ class Task(ABC):
         """Weights inversely proportional to class frequency (``None`` for regression)."""
         return None
 
+    def class_weights(self, encoded: np.ndarray, option: str) -> np.ndarray | None:
+        """Class weights under ``train.class_weights`` ``option``: none, balanced (inverse frequency) or
+        sqrt (its square root, softened: a class 1000x rarer weighs ~32x, not 1000x)."""
+        weights = None if option == "none" else self.balanced_class_weights(encoded)
+        return np.sqrt(weights) if weights is not None and option == "sqrt" else weights
+
     def get_config(self) -> dict[str, Any]:
         return {"type": self.type, "classes": [_plain(c) for c in self.classes]}
 

@@ -150,9 +150,7 @@ class Trainer:
         if self.config.class_weights == "auto":
             raise ConfigError("class_weights 'auto' is chosen by the pipeline (medtorch.train); give the trainer none, sqrt or balanced")
         if class_weights is None and self.config.class_weights != "none":
-            class_weights = self.task.balanced_class_weights(_targets(train).numpy())
-            if class_weights is not None and self.config.class_weights == "sqrt":
-                class_weights = np.sqrt(class_weights)  # softened: a class 1000x rarer weighs ~32x, not 1000x
+            class_weights = self.task.class_weights(_targets(train).numpy(), self.config.class_weights)
         weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32, device=self.device)
         loss_fn = self.task.loss(weights).to(self.device)
         steps_per_epoch = self._steps_per_epoch(len(train))
