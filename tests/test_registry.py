@@ -121,6 +121,20 @@ def test_torch_model_round_trips_a_multiclass_head(name, tmp_path):
     np.testing.assert_array_equal(bundle.predict_scores(frame), scores)
 
 
+@pytest.mark.parametrize("name", SKLEARN)
+def test_sklearn_model_round_trips_through_a_bundle_with_identical_scores(name, tmp_path):
+    """Every registered scikit-learn model must be a type the bundle's skops loader trusts."""
+    frame = _numeric_frame(n=40)
+    tabular = get_modality("tabular")
+    preprocessor = tabular.preprocessor(None).fit(Records(inputs=frame))
+    y = (frame["x0"] > 0).astype(int).to_numpy()
+    model = create_model(name, task_type="binary", seed=0).fit(preprocessor.feature_matrix(frame), y)
+    bundle = Bundle(model, name, {}, BinaryTask([0, 1], 1), tabular, preprocessor)
+    loaded = load_bundle(save_bundle(bundle, tmp_path / "bundle"))
+    np.testing.assert_array_equal(bundle.predict_scores(frame), loaded.predict_scores(frame))
+    assert loaded.model_name == name
+
+
 def test_create_model_with_unknown_name_suggests_the_closest():
     with pytest.raises(ConfigError, match=r"unknown model 'ft_transfomer'.*did you mean 'ft_transformer'"):
         create_model("ft_transfomer", in_features=5, out_features=1)

@@ -36,6 +36,16 @@ def hist_gradient_boosting(task_type: str, seed: int = 0, max_iter: int = 200) -
     return MultiOutputClassifier(model) if task_type == "multilabel" else model
 
 
+@register_model("extra_trees", modality="any", kind="sklearn")
+def extra_trees(task_type: str, seed: int = 0, n_estimators: int = 500) -> Any:
+    """scikit-learn's extremely randomised trees: strong on a few hundred samples of many weak features (e.g. EEG segments)."""
+    from sklearn.ensemble import ExtraTreesClassifier, ExtraTreesRegressor
+
+    if task_type == "regression":
+        return ExtraTreesRegressor(n_estimators=n_estimators, random_state=seed)
+    return ExtraTreesClassifier(n_estimators=n_estimators, random_state=seed)  # takes multi-label targets natively
+
+
 @register_model("prior", modality="any", kind="sklearn")
 def prior(task_type: str, seed: int = 0) -> Any:
     """The trivial baseline: every sample gets the training class frequencies (or the mean value)."""
