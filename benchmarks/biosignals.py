@@ -495,8 +495,8 @@ def bonn_markdown(entry: dict[str, Any]) -> list[str]:
         f"Protocol: the {entry['segments']} single-channel segments (23.6 s at 173.61 Hz) in class folders A_Z ... E_S, "
         "5-fold CV by segment (the segment is the unit: the dataset does not say which segments share a patient). "
         "Each fold's model is `medtorch train` with its defaults or the candidate validation chose (table below; "
-        f"10-s windows at 128 Hz (or the length and step the candidate sets) with {WINDOW_FEATURES_NOTE}, `cnn_rr`; "
-        "`data.record_sampling_rate: 173.61`, since a text file does not store its rate). A segment's class is the argmax "
+        f"10-s windows at 128 Hz (or the length and step the candidate sets) with {WINDOW_FEATURES_NOTE}, `cnn_rr` "
+        "unless the candidate names another model; `data.record_sampling_rate: 173.61`, since a text file does not store its rate). A segment's class is the argmax "
         "of its windows' mean probability; seizure vs non-seizure is E against the four others, read off the same "
         "five-class model. CIs resample segments.",
         "",
