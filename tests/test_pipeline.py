@@ -177,21 +177,68 @@ def test_the_modalitys_training_defaults_fill_what_the_user_left_unset(tmp_path,
 @pytest.mark.parametrize(
     ("unit", "model", "expected"),
     [
-        ("beat", {}, {"name": "rr_linear", "shape_points": 0}),  # the beat default (chosen on MIT-BIH DS1)
-        ("beat", {"shape_points": 4}, {"name": "rr_linear", "shape_points": 4}),  # an argument the user set wins
-        ("beat", {"name": "cnn_rr"}, {"name": "cnn_rr"}),  # a model the user named keeps its own defaults
-        ("window", {}, {"name": "cnn_rr"}),
+        ("beat", {}, [{"name": "rr_linear", "shape_points": 0}]),  # the beat default (chosen on MIT-BIH DS1)
+        ("beat", {"shape_points": 4}, [{"name": "rr_linear", "shape_points": 4}]),  # an argument the user set wins
+        ("beat", {"name": "cnn_rr"}, [{"name": "cnn_rr"}]),  # a model the user named keeps its own defaults
+        ("window", {}, [{"name": "hist_gradient_boosting"}, {"name": "cnn_rr"}]),  # chosen between on validation
+        ("window", {"name": "cnn_rr"}, [{"name": "cnn_rr"}]),
     ],
 )
-def test_the_default_model_follows_the_kind_of_sample_and_yields_to_the_user(unit, model, expected):
+def test_the_default_models_follow_the_kind_of_sample_and_yield_to_the_user(unit, model, expected):
+    from medtorch.config import parse_config
+    from medtorch.data.signals import Signals
+    from medtorch.pipeline import model_candidates, resolve_config
+    from medtorch.tasks import infer_task
+
+    cfg = parse_config({"data": {"unit": unit}, "model": model})
+    task = infer_task(np.array(["N", "V", "S"] * 10))
+    resolved = [resolve_config(cfg, Signals(), task, 30, settings).model.model_dump() for settings in model_candidates(cfg, Signals())]
+    assert resolved == expected
+
+
+@pytest.fixture(scope="module")
+def candidates_run(tmp_path_factory):
+    """A table whose modality offers two default models: the trivial prior first, then a small network."""
+    from medtorch.data.tabular import Tabular
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(Tabular, "default_models", lambda self, data_config: [{"name": "prior"}, {"name": "mlp"}])
+    overrides = {"data": {"split_column": "split"}, "train": {"epochs": 4}, "evaluate": {"bootstrap": 0, "baselines": False}}
+    try:
+        yield medtorch.train(_three_classes(), target="y", out=tmp_path_factory.mktemp("candidates") / "run", overrides=overrides, progress=False)
+    finally:
+        patch.undo()
+
+
+def test_of_several_default_models_the_best_on_validation_is_kept(candidates_run):
+    import yaml
+
+    choice = candidates_run.metrics["training"]["model_selection"]
+    assert choice["chosen"] == "mlp" and choice["validation"]["mlp"] > choice["validation"]["prior"]
+    assert candidates_run.metrics["model"] == "mlp" and candidates_run.bundle.model_name == "mlp"
+    assert yaml.safe_load((candidates_run.out_dir / "config.yaml").read_text())["model"] == {"name": "mlp"}
+    report = (candidates_run.out_dir / "report.html").read_text()
+    assert "Choices made on validation" in report and f"prior: {choice['validation']['prior']:.3f}" in report
+
+
+def test_the_kept_networks_learning_curves_are_the_runs_train_log(candidates_run):
+    folder = candidates_run.out_dir
+    assert (folder / "train_log.csv").read_text() == (folder / "train_log.model-mlp.csv").read_text()
+    assert not list(folder.glob("checkpoint*.safetensors"))
+
+
+def test_a_scikit_learn_default_on_a_multi_label_target_is_fitted_unweighted():
+    """A modality's default weighting (sqrt for signals) would be refused by a scikit-learn model on labels; one the user sets is not overridden."""
     from medtorch.config import parse_config
     from medtorch.data.signals import Signals
     from medtorch.pipeline import resolve_config
     from medtorch.tasks import infer_task
 
-    cfg = parse_config({"data": {"unit": unit}, "model": model})
-    resolved = resolve_config(cfg, Signals(), infer_task(np.array(["N", "V", "S"] * 10)), n_train=30)
-    assert resolved.model.model_dump() == expected
+    task = infer_task(np.array([[0, 1], [1, 0], [1, 1]] * 10), "multilabel")
+    default = resolve_config(parse_config({"data": {"unit": "window"}}), Signals(), task, 30, {"name": "hist_gradient_boosting"})
+    assert default.train.class_weights == "none"
+    network = resolve_config(parse_config({"data": {"unit": "window"}}), Signals(), task, 30, {"name": "cnn_rr"})
+    assert network.train.class_weights == Signals.train_defaults["class_weights"]
 
 
 def test_an_ensemble_of_a_scikit_learn_model_is_refused(tmp_path):
@@ -280,3 +327,15 @@ def test_auto_class_weights_on_a_regression_target_train_once(tmp_path):
     run = medtorch.train(frame, target="y", out=tmp_path / "run", overrides=overrides, progress=False)
     assert "class_weights" not in run.metrics["training"]
     assert not list((tmp_path / "run").glob("train_log.weights-*.csv"))
+
+
+@pytest.mark.parametrize(
+    ("scores", "kept"),
+    [({"first": None, "second": 0.7}, "second"), ({"first": 0.7, "second": 0.7}, "first"), ({"first": None, "second": None}, "first")],
+    ids=["no-score-loses", "tie-to-the-earlier", "none-scored"],
+)
+def test_a_choice_on_validation_passes_over_a_score_the_validation_set_cannot_give(scores, kept):
+    """A validation set of one class has no AUROC; the candidate that has one wins, and with none the first is kept."""
+    from medtorch.pipeline import _best
+
+    assert _best(scores) == kept

@@ -1,6 +1,6 @@
 """The one pipeline every modality goes through: data → task → model → training → evaluation → bundle.
 
-The CLI and the Python API are thin faces over :func:`train`, :func:`fit_bundle` and
+The CLI and the Python API are thin faces over :func:`train`, :func:`fit_model` and
 :func:`predict`.
 
 >>> result = train("heart.csv", target="disease", out="runs/heart")
@@ -86,17 +86,16 @@ def train(
     records = modality.read(source, cfg.data)
     task = infer_task(records.target, cfg.task.type, cfg.task.positive, _label_names(cfg))
     train_idx, val_idx, test_idx = _split(records, cfg)
-    cfg = resolve_config(cfg, modality, task, len(train_idx))
     main_process = is_main_process()
     if main_process:
         _prepare_out_dir(out_dir, overwrite)
-        _write_yaml(out_dir / "config.yaml", cfg)
         if records.skipped:
             (out_dir / "skipped_files.txt").write_text("\n".join(records.skipped) + "\n")
 
-    fitted = fit_bundle(modality, records, train_idx, val_idx, task, cfg, run_dir=out_dir, progress=progress)
+    cfg, fitted = fit_model(modality, records, train_idx, val_idx, task, cfg, run_dir=out_dir, progress=progress)
     if not main_process:  # under torchrun the other processes only help train
         return RunResult(out_dir, cfg, {}, fitted.bundle)
+    _write_yaml(out_dir / "config.yaml", cfg)
     fitted.bundle.save(out_dir / "bundle")
 
     from medtorch.evaluation.report import write_report
@@ -111,6 +110,55 @@ def train(
     return RunResult(out_dir, cfg, summary, fitted.bundle)
 
 
+def fit_model(
+    modality: Modality,
+    records: Records,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    task: Task,
+    cfg: RunConfig,
+    *,
+    run_dir: Path | None = None,
+    progress: bool = True,
+) -> tuple[RunConfig, FitResult]:
+    """Resolve ``cfg`` and fit its model (:func:`fit_bundle`). Where the user named no model and the modality
+    offers several (:meth:`Modality.default_models`), fit each on ``train_idx`` and keep the one with the best
+    validation score (as ``train.class_weights: auto`` does); the training summary holds every score.
+
+    >>> cfg, fitted = fit_model(modality, records, train_idx, val_idx, task, parse_config({}))
+    """
+    candidates = [resolve_config(cfg, modality, task, len(train_idx), model) for model in model_candidates(cfg, modality)]
+    if len(candidates) == 1:
+        return candidates[0], fit_bundle(modality, records, train_idx, val_idx, task, candidates[0], run_dir=run_dir, progress=progress)
+    preprocessor = modality.preprocessor(candidates[0].data).fit(records.subset(train_idx))  # shared: the data settings are one
+    val_records = records.subset(val_idx)
+    y_val = task.encode(val_records.target)
+    fits, scores = [], {}
+    for candidate in candidates:
+        name = candidate.model.name
+        fitted = fit_bundle(
+            modality, records, train_idx, val_idx, task, candidate, run_dir=run_dir, progress=progress, preprocessor=preprocessor, tag=f"model-{name}"
+        )
+        scores[name] = _validation_score(task, y_val, fitted.bundle.predict_scores(val_records.inputs, calibrated=False))
+        fits.append(fitted)
+    best = [candidate.model.name for candidate in candidates].index(_best(scores))
+    fitted, chosen = fits[best], candidates[best]
+    fitted.training["model_selection"] = {"chosen": chosen.model.name, "validation": scores}
+    chosen_log = _run_file(run_dir, "train_log.csv", tag=f"model-{chosen.model.name}")
+    if chosen_log is not None and chosen_log.exists():  # a network's learning curves
+        shutil.copyfile(chosen_log, chosen_log.with_name("train_log.csv"))
+    return chosen, fitted
+
+
+def model_candidates(cfg: RunConfig, modality: Modality) -> list[dict[str, Any]]:
+    """The models :func:`fit_model` chooses among: the one the user named, else the modality's defaults
+    (model settings without a name refine the first default alone)."""
+    if cfg.model.name:
+        return [{"name": cfg.model.name}]
+    defaults = modality.default_models(cfg.data)
+    return [{**defaults[0], **cfg.model.kwargs()}] if cfg.model.kwargs() else defaults
+
+
 def fit_bundle(
     modality: Modality,
     records: Records,
@@ -122,11 +170,13 @@ def fit_bundle(
     run_dir: Path | None = None,
     progress: bool = True,
     preprocessor: Preprocessor | None = None,
+    tag: str = "",
 ) -> FitResult:
     """Fit preprocessing and model on ``train_idx``, early-stop and pick the threshold on ``val_idx``.
 
     ``cfg`` must be resolved (:func:`resolve_config`). A ``preprocessor`` already fitted on the
-    same training records (e.g. the main model's, for a baseline) is reused as it is.
+    same training records (e.g. the main model's, for a baseline) is reused as it is. A network's
+    checkpoints and logs in ``run_dir`` carry ``tag`` in their names when given (one of several candidates).
     """
     train_records, val_records = records.subset(train_idx), records.subset(val_idx)
     if task.type == "regression":
@@ -146,7 +196,7 @@ def fit_bundle(
         kwargs = _checked_kwargs(entry, {**preprocessor.model_kwargs(), "out_features": task.out_features, **cfg.model.kwargs()})
         train_set = preprocessor.dataset(train_records.inputs, y_train, train=True)
         val_set = preprocessor.dataset(val_records.inputs, y_val)
-        networks = _Networks(entry.name, kwargs, task, train_set, val_set, run_dir, progress)
+        networks = _Networks(entry.name, kwargs, task, train_set, val_set, run_dir, progress, tag)
         model, history, training = networks.choose_class_weights(cfg, y_val) if cfg.train.class_weights == "auto" else networks.train(cfg)
     reading = {k: v for k, v in cfg.data.model_dump(mode="json").items() if k in BUNDLED_DATA_SETTINGS}
     bundle = Bundle(model, entry.name, kwargs, task, modality, preprocessor, data_config=reading)
@@ -197,14 +247,19 @@ def _sample_weights(task: Task, y: np.ndarray, option: str) -> np.ndarray | None
 
 def _choose_weighting(task: Task, y_val: np.ndarray, fit: Callable[[str], Any], scores_of: Callable[[Any], np.ndarray]) -> tuple[str, Any, dict[str, float]]:
     """Fit once per weighting in :data:`CLASS_WEIGHTINGS` and keep the one with the best validation score
-    (macro F1 at argmax with several classes; AUROC with two); ties go to the earlier, simpler weighting.
+    (:func:`_validation_score`); ties go to the earlier, simpler weighting.
     Returns the chosen weighting, what ``fit`` gave for it, and every weighting's score."""
     fitted, scores = {}, {}
     for option in CLASS_WEIGHTINGS:
         fitted[option] = fit(option)
-        scores[option] = round(_weighting_score(task, y_val, scores_of(fitted[option])), 4)
-    chosen = max(CLASS_WEIGHTINGS, key=lambda option: scores[option])
+        scores[option] = _validation_score(task, y_val, scores_of(fitted[option]))
+    chosen = _best(scores)
     return chosen, fitted[chosen], scores
+
+
+def _best(scores: dict[str, float | None]) -> str:
+    """The key of the highest score; ties, and scores a validation set cannot give (None: one class only), go to the earlier."""
+    return max(scores, key=lambda key: -np.inf if scores[key] is None else scores[key])
 
 
 def _with_class_weights(cfg: RunConfig, option: str) -> RunConfig:
@@ -222,10 +277,13 @@ class _Networks:
     val_set: Any
     run_dir: Path | None
     progress: bool
+    tag: str = ""  # in the names of the run files (:func:`_run_file`)
 
     def train(self, cfg: RunConfig, tag: str = "") -> tuple[Any, list[dict[str, float]], dict[str, Any]]:
         """The model (an ``Ensemble`` when ``train.ensemble`` > 1), the first member's history, and a training summary."""
         import torch
+
+        tag = ".".join(part for part in (self.tag, tag) if part)
 
         from medtorch.models.ensemble import Ensemble
         from medtorch.training import Trainer
@@ -274,18 +332,25 @@ class _Networks:
 
         chosen, (model, history, training), scores = _choose_weighting(self.task, y_val, fit, lambda fitted: predict_scores(fitted[0], self.task, self.val_set))
         if self.run_dir is not None:
-            shutil.copyfile(_run_file(self.run_dir, "train_log.csv", 0, f"weights-{chosen}"), self.run_dir / "train_log.csv")
+            chosen_tag = ".".join(part for part in (self.tag, f"weights-{chosen}") if part)
+            shutil.copyfile(_run_file(self.run_dir, "train_log.csv", 0, chosen_tag), _run_file(self.run_dir, "train_log.csv", 0, self.tag))
         return model, history, {**training, "class_weights": {"chosen": chosen, "validation": scores}}
 
 
-def _weighting_score(task: Task, y: np.ndarray, scores: np.ndarray) -> float:
+def _validation_score(task: Task, y: np.ndarray, scores: np.ndarray) -> float | None:
+    """What the choices on validation maximise: macro F1 at argmax with several classes, AUROC with two
+    (or with labels), minus the RMSE of a continuous target."""
     from medtorch.evaluation.metrics import primary_metric
 
-    if task.type == "multiclass":
+    if task.type == "regression":
+        score = -float(primary_metric(task, y, scores))
+    elif task.type == "multiclass":
         from sklearn.metrics import f1_score
 
-        return float(f1_score(y, np.argmax(scores, axis=1), average="macro"))
-    return float(primary_metric(task, y, scores))
+        score = float(f1_score(y, np.argmax(scores, axis=1), average="macro"))
+    else:
+        score = float(primary_metric(task, y, scores))
+    return round(score, 4) if np.isfinite(score) else None
 
 
 def _fit_on_validation(bundle: Bundle, val_records: Records, cfg: RunConfig) -> None:
@@ -446,15 +511,18 @@ def predict(bundle: str | Path | Bundle, data: Any) -> Any:
     return bundle.predict(data)
 
 
-def resolve_config(cfg: RunConfig, modality: Modality, task: Task, n_train: int) -> RunConfig:
-    """``cfg`` with every data-dependent default decided (written to the run's ``config.yaml``)."""
+def resolve_config(cfg: RunConfig, modality: Modality, task: Task, n_train: int, model: dict[str, Any] | None = None) -> RunConfig:
+    """``cfg`` with every data-dependent default decided (written to the run's ``config.yaml``), for
+    ``model`` (settings with a ``name``; by default the first of :func:`model_candidates`)."""
     from medtorch.training import auto_batch_size
 
-    model = {"name": cfg.model.name} if cfg.model.name else {**modality.default_model_settings(cfg.data), **cfg.model.kwargs()}
+    model = model or model_candidates(cfg, modality)[0]
     entry = get_model_entry(model["name"])
     train_updates = {k: v for k, v in modality.train_defaults.items() if k not in cfg.train.model_fields_set}
     if task.type == "regression" and cfg.train.class_weights == "auto":
         train_updates["class_weights"] = "none"  # no classes to weigh
+    if entry.kind == "sklearn" and task.type == "multilabel" and "class_weights" not in cfg.train.model_fields_set:
+        train_updates["class_weights"] = "none"  # a modality's default weighting; scikit-learn weighs a sample by its one class
     if cfg.train.batch_size == "auto":
         train_updates["batch_size"] = auto_batch_size(n_train)
     if cfg.train.lr is None:

@@ -70,6 +70,13 @@ def window_bundle(window_folder, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def network_window_bundle(window_folder, tmp_path_factory):
+    """The CNN on windows, which the defaults may pass over for boosting on the window features."""
+    overrides = {**FAST, "model": {"name": "cnn_rr"}}
+    return medtorch.train(window_folder / ".", out=tmp_path_factory.mktemp("network_run"), overrides=overrides, progress=False).bundle
+
+
+@pytest.fixture(scope="module")
 def overlapping_window_bundle(window_folder, tmp_path_factory):
     """Windows of 10 s starting every 3 s: the stream must keep the overlap it has already used."""
     overrides = {**FAST, "data": {"window_step_seconds": 3}}
@@ -116,7 +123,9 @@ def test_streamed_beats_equal_offline_prediction_of_the_whole_record(bundle_name
     np.testing.assert_allclose(scores[:, -1], table.filter(like="probability_").to_numpy()[:, -1], atol=1e-4)
 
 
-@pytest.mark.parametrize(("bundle_name", "windows_of_47_s"), [("window_bundle", 4), ("overlapping_window_bundle", 13)])
+@pytest.mark.parametrize(
+    ("bundle_name", "windows_of_47_s"), [("window_bundle", 4), ("network_window_bundle", 4), ("overlapping_window_bundle", 13)]
+)
 def test_streamed_windows_equal_offline_prediction_including_a_padded_short_record(bundle_name, windows_of_47_s, tmp_path, request):
     window_bundle = request.getfixturevalue(bundle_name)
     for name, seconds in (("long", 47), ("short", 6)):
@@ -126,6 +135,8 @@ def test_streamed_windows_equal_offline_prediction_including_a_padded_short_reco
         assert len(decisions) == len(table) == (windows_of_47_s if name == "long" else 1)
         np.testing.assert_allclose([d.time for d in decisions], times, atol=0.05)
         assert [d.label for d in decisions] == table["prediction"].tolist()
+        scores = np.array([d.scores for d in decisions]).reshape(len(decisions), -1)
+        np.testing.assert_allclose(scores[:, -1], table.filter(like="probability_").to_numpy()[:, -1], atol=1e-4)
 
 
 @pytest.mark.parametrize("chunk_seconds", [0.37, 5.0])

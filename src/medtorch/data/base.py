@@ -152,7 +152,7 @@ class Preprocessor(ABC):
 class Modality(ABC):
     """A kind of data: how to recognise it, read it and preprocess it.
 
-    Subclasses set ``name`` and ``default_model`` (or override :meth:`default_model_settings`) and are registered with
+    Subclasses set ``name`` and ``default_model`` (or override :meth:`default_models`) and are registered with
     :func:`register_modality`.
     """
 
@@ -164,10 +164,11 @@ class Modality(ABC):
     # training settings that suit the modality, used where the user set none (e.g. fewer epochs for images)
     train_defaults: ClassVar[dict[str, Any]] = {}
 
-    def default_model_settings(self, data_config: Any) -> dict[str, Any]:
-        """The model used where the user named none: ``name`` plus factory arguments; a modality whose
-        kinds of sample want different models (a signal's beats and windows) decides from ``data_config``."""
-        return {"name": self.default_model}
+    def default_models(self, data_config: Any) -> list[dict[str, Any]]:
+        """The models fitted where the user named none, each ``name`` plus factory arguments; with several,
+        each is fitted on the training split and the best on validation is kept. A modality whose kinds of
+        sample want different models (a signal's beats and windows) decides from ``data_config``."""
+        return [{"name": self.default_model}]
 
     @classmethod
     @abstractmethod

@@ -41,6 +41,11 @@ def write_report(
         _header(summary),
         _model_card(summary.get("model_card")),
         _section("Data", "Samples, patients and classes in each split.", _splits_table(summary["splits"])),
+        _section(
+            "Choices made on validation",
+            "What the run fitted several ways and kept by its validation score (macro F1 with several classes, AUROC with two).",
+            _choices_table(summary.get("training")),
+        ),
         _checks(summary.get("checks")),
         _section(
             "Results with 95% confidence intervals",
@@ -277,6 +282,16 @@ def _splits_table(splits: dict[str, Any]) -> str:
         patients = part.get("patients", "")
         rows.append(f"<tr><td>{name}</td><td>{part['n']}</td><td>{patients}</td><td>{classes}</td></tr>")
     return "<table><tr><th>split</th><th>samples</th><th>patients</th><th>classes</th></tr>" + "".join(rows) + "</table>"
+
+
+def _choices_table(training: dict[str, Any] | None) -> str:
+    rows = []
+    for label, key in (("model", "model_selection"), ("class weights", "class_weights")):
+        choice = (training or {}).get(key)
+        if isinstance(choice, dict) and "validation" in choice:
+            scores = ", ".join(f"{html.escape(name)}: {'n/a' if score is None else f'{score:.3f}'}" for name, score in choice["validation"].items())
+            rows.append(f"<tr><td>{label}</td><td>{html.escape(str(choice['chosen']))}</td><td class=text>{scores}</td></tr>")
+    return "<table><tr><th>choice</th><th>kept</th><th>validation scores</th></tr>" + "".join(rows) + "</table>" if rows else ""
 
 
 # ------------------------------------------------------------------ figures
