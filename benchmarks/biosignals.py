@@ -430,7 +430,7 @@ def cinc2017_markdown(entry: dict[str, Any]) -> list[str]:
     lines = heading("PhysioNet/CinC 2017 AF detection (single-lead ECG)", entry) + [
         f"Protocol: the {entry['records']} records of `../shared/data/cinc2017_af_subset` (v3 labels), 5-fold CV by record. "
         "Each fold's model is `medtorch train` on the folder with its defaults (or the candidate validation chose, table below): "
-        f"windows at 128 Hz (10 s, or the length the candidate sets) with {WINDOW_FEATURES_NOTE}, `cnn_rr` (or the model the candidate names), validation by held-out training records. "
+        f"windows at 128 Hz (10 s, or the length the candidate sets) with {WINDOW_FEATURES_NOTE}, the model the candidate names, else the defaults' (`cnn_rr` until 2026-12-03, then whichever of `hist_gradient_boosting` and `cnn_rr` scores better on the fold's validation records), validation by held-out training records. "
         "A held-out record's label is the argmax "
         "of its windows' mean probability. The challenge score is the mean F1 of N, A and O; its 95% CI resamples records.",
         "",
@@ -495,8 +495,8 @@ def bonn_markdown(entry: dict[str, Any]) -> list[str]:
         f"Protocol: the {entry['segments']} single-channel segments (23.6 s at 173.61 Hz) in class folders A_Z ... E_S, "
         "5-fold CV by segment (the segment is the unit: the dataset does not say which segments share a patient). "
         "Each fold's model is `medtorch train` with its defaults or the candidate validation chose (table below; "
-        f"10-s windows at 128 Hz (or the length and step the candidate sets) with {WINDOW_FEATURES_NOTE}, `cnn_rr` "
-        "unless the candidate names another model; `data.record_sampling_rate: 173.61`, since a text file does not store its rate). A segment's class is the argmax "
+        f"10-s windows at 128 Hz (or the length and step the candidate sets) with {WINDOW_FEATURES_NOTE}, the model the candidate names, else the defaults' "
+        "(`cnn_rr` until 2026-12-03, then whichever of `hist_gradient_boosting` and `cnn_rr` scores better on the fold's validation segments); `data.record_sampling_rate: 173.61`, since a text file does not store its rate). A segment's class is the argmax "
         "of its windows' mean probability; seizure vs non-seizure is E against the four others, read off the same "
         "five-class model. CIs resample segments.",
         "",
@@ -649,7 +649,9 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         "then (class weights `sqrt`, patience 16); the rows chosen later add the settings of their candidate (in their "
         "command and candidates table), which are not defaults, except MIT-BIH's: a linear model on the RR and template "
         "features became the beat default on 2026-12-01 (its defaults row is that), and on 2026-12-02 a beat template that leaves "
-        "premature beats out (row `nonpremature_template`; the defaults row is the defaults before it). The window features grew while these runs were made "
+        "premature beats out (row `nonpremature_template`; the defaults row is the defaults before it); and CinC's and Bonn's: since 2026-12-03 "
+        "a window run with no model named fits gradient boosting on the window features and `cnn_rr`, and keeps the one validation scores better "
+        "(their defaults rows are that; the rows `first_defaults` are the first defaults, `cnn_rr` with balanced weights and patience 6). The window features grew while these runs were made "
         "(17, then 37 on 2026-12-01 with candidates named `waveform_features_...`, then 43 with `spike_features_...`, "
         "63 on 2026-12-02 with `rhythm_shape_features_...`, 70 with the retired `atrial_features_...`, and 63 with COSEn for one of them in the retired `cosen_...`; scikit-learn models on signals read "
         "these features alone since `rhythm_shape_features_...`), and so "

@@ -175,25 +175,38 @@ def test_the_modalitys_training_defaults_fill_what_the_user_left_unset(tmp_path,
 
 
 @pytest.mark.parametrize(
-    ("unit", "model", "expected"),
+    ("settings", "expected"),
     [
-        ("beat", {}, [{"name": "rr_linear", "shape_points": 0}]),  # the beat default (chosen on MIT-BIH DS1)
-        ("beat", {"shape_points": 4}, [{"name": "rr_linear", "shape_points": 4}]),  # an argument the user set wins
-        ("beat", {"name": "cnn_rr"}, [{"name": "cnn_rr"}]),  # a model the user named keeps its own defaults
-        ("window", {}, [{"name": "hist_gradient_boosting"}, {"name": "cnn_rr"}]),  # chosen between on validation
-        ("window", {"name": "cnn_rr"}, [{"name": "cnn_rr"}]),
+        ({"data": {"unit": "beat"}}, [{"name": "rr_linear", "shape_points": 0}]),  # the beat default (chosen on MIT-BIH DS1)
+        ({"data": {"unit": "beat"}, "model": {"shape_points": 4}}, [{"name": "rr_linear", "shape_points": 4}]),  # an argument the user set wins
+        ({"data": {"unit": "beat"}, "model": {"name": "cnn_rr"}}, [{"name": "cnn_rr"}]),  # a model the user named keeps its own defaults
+        ({"data": {"unit": "window"}}, [{"name": "hist_gradient_boosting"}, {"name": "cnn_rr"}]),  # chosen between on validation
+        ({"data": {"unit": "window"}, "model": {"name": "cnn_rr"}}, [{"name": "cnn_rr"}]),
+        ({"data": {"unit": "window"}, "model": {"dropout": 0.3}}, [{"name": "cnn_rr", "dropout": 0.3}]),  # the default that takes it
+        ({"data": {"unit": "window"}, "train": {"ensemble": 3}}, [{"name": "cnn_rr"}]),  # a deep ensemble is of networks
     ],
 )
-def test_the_default_models_follow_the_kind_of_sample_and_yield_to_the_user(unit, model, expected):
+def test_the_default_models_follow_the_kind_of_sample_and_yield_to_the_user(settings, expected):
     from medtorch.config import parse_config
     from medtorch.data.signals import Signals
-    from medtorch.pipeline import model_candidates, resolve_config
+    from medtorch.pipeline import resolve_candidates
     from medtorch.tasks import infer_task
 
-    cfg = parse_config({"data": {"unit": unit}, "model": model})
     task = infer_task(np.array(["N", "V", "S"] * 10))
-    resolved = [resolve_config(cfg, Signals(), task, 30, settings).model.model_dump() for settings in model_candidates(cfg, Signals())]
-    assert resolved == expected
+    candidates = resolve_candidates(parse_config(settings), Signals(), task, n_train=30)
+    assert [candidate.model.model_dump() for candidate in candidates] == expected
+
+
+def test_an_unknown_model_is_refused_before_a_finished_run_is_overwritten(tmp_path):
+    from medtorch.errors import ConfigError
+
+    overrides = {"model": {"name": "logistic_regression"}, "evaluate": {"bootstrap": 0, "baselines": False}}
+    frame = _binary_table()
+    medtorch.train(frame, target="y", out=tmp_path / "run", overrides=overrides, progress=False)
+    before = sorted(p.name for p in (tmp_path / "run").iterdir())
+    with pytest.raises(ConfigError, match="unknown model"):
+        medtorch.train(frame, target="y", out=tmp_path / "run", overrides={"model": {"name": "no_such_model"}}, overwrite=True, progress=False)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == before and "metrics.json" in before
 
 
 @pytest.fixture(scope="module")
@@ -201,13 +214,10 @@ def candidates_run(tmp_path_factory):
     """A table whose modality offers two default models: the trivial prior first, then a small network."""
     from medtorch.data.tabular import Tabular
 
-    patch = pytest.MonkeyPatch()
-    patch.setattr(Tabular, "default_models", lambda self, data_config: [{"name": "prior"}, {"name": "mlp"}])
     overrides = {"data": {"split_column": "split"}, "train": {"epochs": 4}, "evaluate": {"bootstrap": 0, "baselines": False}}
-    try:
-        yield medtorch.train(_three_classes(), target="y", out=tmp_path_factory.mktemp("candidates") / "run", overrides=overrides, progress=False)
-    finally:
-        patch.undo()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Tabular, "default_models", lambda self, data_config: [{"name": "prior"}, {"name": "mlp"}])
+        return medtorch.train(_three_classes(), target="y", out=tmp_path_factory.mktemp("candidates") / "run", overrides=overrides, progress=False)
 
 
 def test_of_several_default_models_the_best_on_validation_is_kept(candidates_run):

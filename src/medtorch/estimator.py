@@ -60,7 +60,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
 
     def fit(self, X: Any, y: Any = None, *, target: str | None = None, groups: Any = None) -> Classifier:
         """Fit on a DataFrame ``X`` with labels ``y``, or on ``X`` holding the ``target`` column."""
-        from medtorch.pipeline import fit_model
+        from medtorch.pipeline import fit_model, resolve_candidates
 
         if (y is None) == (target is None):
             raise ConfigError("give either y or target= (the name of the label column in X)")
@@ -94,7 +94,8 @@ class Classifier(ClassifierMixin, BaseEstimator):
         train_idx, val_idx, _ = train_val_test_split(
             records.target, records.groups, val_size=self.val_size, test_size=0, seed=self.seed
         )
-        _, fitted = fit_model(modality, records, train_idx, val_idx, task, cfg, progress=self.progress)
+        candidates = resolve_candidates(cfg, modality, task, len(train_idx))
+        _, fitted = fit_model(modality, records, train_idx, val_idx, task, candidates, progress=self.progress)
         self._set_learned(fitted.bundle)
         self.history_ = fitted.history
         return self

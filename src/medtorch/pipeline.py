@@ -86,13 +86,16 @@ def train(
     records = modality.read(source, cfg.data)
     task = infer_task(records.target, cfg.task.type, cfg.task.positive, _label_names(cfg))
     train_idx, val_idx, test_idx = _split(records, cfg)
+    candidates = resolve_candidates(cfg, modality, task, len(train_idx))
     main_process = is_main_process()
     if main_process:
         _prepare_out_dir(out_dir, overwrite)
+        if len(candidates) == 1:  # with several, once one is kept
+            _write_yaml(out_dir / "config.yaml", candidates[0])
         if records.skipped:
             (out_dir / "skipped_files.txt").write_text("\n".join(records.skipped) + "\n")
 
-    cfg, fitted = fit_model(modality, records, train_idx, val_idx, task, cfg, run_dir=out_dir, progress=progress)
+    cfg, fitted = fit_model(modality, records, train_idx, val_idx, task, candidates, run_dir=out_dir, progress=progress)
     if not main_process:  # under torchrun the other processes only help train
         return RunResult(out_dir, cfg, {}, fitted.bundle)
     _write_yaml(out_dir / "config.yaml", cfg)
@@ -116,47 +119,53 @@ def fit_model(
     train_idx: np.ndarray,
     val_idx: np.ndarray,
     task: Task,
-    cfg: RunConfig,
+    candidates: list[RunConfig],
     *,
     run_dir: Path | None = None,
     progress: bool = True,
 ) -> tuple[RunConfig, FitResult]:
-    """Resolve ``cfg`` and fit its model (:func:`fit_bundle`). Where the user named no model and the modality
-    offers several (:meth:`Modality.default_models`), fit each on ``train_idx`` and keep the one with the best
-    validation score (as ``train.class_weights: auto`` does); the training summary holds every score.
+    """Fit each resolved candidate (:func:`resolve_candidates`) with :func:`fit_bundle` and keep the one with
+    the best validation score, as ``train.class_weights: auto`` does; with one candidate, just fit it.
+    Returns the kept candidate's config and fit; the training summary holds every candidate's score.
 
-    >>> cfg, fitted = fit_model(modality, records, train_idx, val_idx, task, parse_config({}))
+    >>> cfg, fitted = fit_model(modality, records, train_idx, val_idx, task, resolve_candidates(cfg, modality, task, len(train_idx)))
     """
-    candidates = [resolve_config(cfg, modality, task, len(train_idx), model) for model in model_candidates(cfg, modality)]
     if len(candidates) == 1:
         return candidates[0], fit_bundle(modality, records, train_idx, val_idx, task, candidates[0], run_dir=run_dir, progress=progress)
     preprocessor = modality.preprocessor(candidates[0].data).fit(records.subset(train_idx))  # shared: the data settings are one
+    fits = [
+        fit_bundle(modality, records, train_idx, val_idx, task, candidate, run_dir=run_dir, progress=progress, preprocessor=preprocessor, tag=f"model-{candidate.model.name}")
+        for candidate in candidates
+    ]
     val_records = records.subset(val_idx)
-    y_val = task.encode(val_records.target)
-    fits, scores = [], {}
-    for candidate in candidates:
-        name = candidate.model.name
-        fitted = fit_bundle(
-            modality, records, train_idx, val_idx, task, candidate, run_dir=run_dir, progress=progress, preprocessor=preprocessor, tag=f"model-{name}"
-        )
-        scores[name] = _validation_score(task, y_val, fitted.bundle.predict_scores(val_records.inputs, calibrated=False))
-        fits.append(fitted)
+    y_val = task.encode(val_records.target)  # after fitting: a continuous target's scale is learnt there
+    scores = {c.model.name: _validation_score(task, y_val, f.bundle.predict_scores(val_records.inputs, calibrated=False)) for c, f in zip(candidates, fits)}
     best = [candidate.model.name for candidate in candidates].index(_best(scores))
     fitted, chosen = fits[best], candidates[best]
     fitted.training["model_selection"] = {"chosen": chosen.model.name, "validation": scores}
     chosen_log = _run_file(run_dir, "train_log.csv", tag=f"model-{chosen.model.name}")
-    if chosen_log is not None and chosen_log.exists():  # a network's learning curves
+    if chosen_log is not None and chosen_log.exists() and is_main_process():  # a network's learning curves
         shutil.copyfile(chosen_log, chosen_log.with_name("train_log.csv"))
     return chosen, fitted
 
 
+def resolve_candidates(cfg: RunConfig, modality: Modality, task: Task, n_train: int) -> list[RunConfig]:
+    """``cfg`` resolved (:func:`resolve_config`) for each model :func:`fit_model` will choose among: the one
+    the user named, else the modality's defaults (:meth:`Modality.default_models`). Model settings without a
+    name go to the defaults that take them; a deep ensemble (``train.ensemble`` > 1) keeps the networks."""
+    return [resolve_config(cfg, modality, task, n_train, model) for model in model_candidates(cfg, modality)]
+
+
 def model_candidates(cfg: RunConfig, modality: Modality) -> list[dict[str, Any]]:
-    """The models :func:`fit_model` chooses among: the one the user named, else the modality's defaults
-    (model settings without a name refine the first default alone)."""
+    """The model settings of :func:`resolve_candidates`."""
     if cfg.model.name:
         return [{"name": cfg.model.name}]
     defaults = modality.default_models(cfg.data)
-    return [{**defaults[0], **cfg.model.kwargs()}] if cfg.model.kwargs() else defaults
+    if cfg.train.ensemble > 1:
+        defaults = [d for d in defaults if get_model_entry(d["name"]).kind == "torch"] or defaults
+    kwargs = cfg.model.kwargs()
+    taking = [d for d in defaults if set(kwargs) <= set(inspect.signature(get_model_entry(d["name"]).factory).parameters)]
+    return [{**d, **kwargs} for d in (taking or defaults[:1])]  # none takes them: the first's factory says which is unknown
 
 
 def fit_bundle(
