@@ -47,6 +47,8 @@ CANDIDATES = {  # settings a benchmark may choose among on validation; "defaults
     "defaults": {},
     # the library's first signal defaults, as the MIT-BIH defaults row of 2026-11-30 ran them
     "first_defaults": {"model": {"name": "cnn_rr"}, "train": {"class_weights": "balanced", "patience": 6}, "data": {"beat_template": False}},
+    # the window defaults of 2026-12-03 before windows grew to 30 s: boosting or the CNN, chosen on validation, on 10-s windows
+    "model_choice_10s_windows": {"data": {"window_seconds": 10}},
     # until 2026-12-01 beats defaulted to cnn_rr without a beat template: the beat candidates below that name no model ran so
     "unweighted": {"train": {"class_weights": "none"}},
     "sqrt_weights": {"train": {"class_weights": "sqrt"}},
@@ -430,7 +432,7 @@ def cinc2017_markdown(entry: dict[str, Any]) -> list[str]:
     lines = heading("PhysioNet/CinC 2017 AF detection (single-lead ECG)", entry) + [
         f"Protocol: the {entry['records']} records of `../shared/data/cinc2017_af_subset` (v3 labels), 5-fold CV by record. "
         "Each fold's model is `medtorch train` on the folder with its defaults (or the candidate validation chose, table below): "
-        f"windows at 128 Hz (10 s, or the length the candidate sets) with {WINDOW_FEATURES_NOTE}, the model the candidate names, else the defaults' (`cnn_rr` until 2026-12-03, then whichever of `hist_gradient_boosting` and `cnn_rr` scores better on the fold's validation records), validation by held-out training records. "
+        f"windows at 128 Hz (the defaults' 30 s since 2026-12-03, 10 s before, or the length the candidate sets) with {WINDOW_FEATURES_NOTE}, the model the candidate names, else the defaults' (`cnn_rr` until 2026-12-03, then whichever of `hist_gradient_boosting` and `cnn_rr` scores better on the fold's validation records), validation by held-out training records. "
         "A held-out record's label is the argmax "
         "of its windows' mean probability. The challenge score is the mean F1 of N, A and O; its 95% CI resamples records.",
         "",
@@ -495,7 +497,7 @@ def bonn_markdown(entry: dict[str, Any]) -> list[str]:
         f"Protocol: the {entry['segments']} single-channel segments (23.6 s at 173.61 Hz) in class folders A_Z ... E_S, "
         "5-fold CV by segment (the segment is the unit: the dataset does not say which segments share a patient). "
         "Each fold's model is `medtorch train` with its defaults or the candidate validation chose (table below; "
-        f"10-s windows at 128 Hz (or the length and step the candidate sets) with {WINDOW_FEATURES_NOTE}, the model the candidate names, else the defaults' "
+        f"windows at 128 Hz (the defaults' 30 s since 2026-12-03, holding the whole 23.6-s segment zero-padded; 10 s before; or the length and step the candidate sets) with {WINDOW_FEATURES_NOTE}, the model the candidate names, else the defaults' "
         "(`cnn_rr` until 2026-12-03, then whichever of `hist_gradient_boosting` and `cnn_rr` scores better on the fold's validation segments); `data.record_sampling_rate: 173.61`, since a text file does not store its rate). A segment's class is the argmax "
         "of its windows' mean probability; seizure vs non-seizure is E against the four others, read off the same "
         "five-class model. CIs resample segments.",
@@ -651,7 +653,7 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         "features became the beat default on 2026-12-01 (its defaults row is that), and on 2026-12-02 a beat template that leaves "
         "premature beats out (row `nonpremature_template`; the defaults row is the defaults before it); and CinC's and Bonn's: since 2026-12-03 "
         "a window run with no model named fits gradient boosting on the window features and `cnn_rr`, and keeps the one validation scores better "
-        "(their defaults rows are that; the rows `first_defaults` are the first defaults, `cnn_rr` with balanced weights and patience 6). The window features grew while these runs were made "
+        "on 30-s windows (their defaults rows are that; `model_choice_10s_windows` is the same on the 10-s windows of before, and `first_defaults` the first defaults, `cnn_rr` with balanced weights and patience 6 on 10-s windows). The window features grew while these runs were made "
         "(17, then 37 on 2026-12-01 with candidates named `waveform_features_...`, then 43 with `spike_features_...`, "
         "63 on 2026-12-02 with `rhythm_shape_features_...`, 70 with the retired `atrial_features_...`, and 63 with COSEn for one of them in the retired `cosen_...`; scikit-learn models on signals read "
         "these features alone since `rhythm_shape_features_...`), and so "

@@ -130,10 +130,11 @@ def test_train_on_labelled_af_records_classifies_fixed_windows(tmp_path, shared_
     assert metrics["task"] == "multiclass" and set(metrics["classes"]) <= {"N", "A", "O", "~"}
     assert sum(metrics["splits"][part]["patients"] for part in ("train", "val", "test")) == 48  # the record is the group
     config = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
-    assert config["data"]["unit"] == "window" and config["data"]["sampling_rate"] == 128.0
+    assert config["data"]["unit"] == "window" and config["data"]["sampling_rate"] == 128.0 and config["data"]["window_seconds"] == 30
+    assert config["model"]["name"] == metrics["training"]["model_selection"]["chosen"] in ("hist_gradient_boosting", "cnn_rr")
     process = run_cli("predict", tmp_path / "run" / "bundle", data / "A00001.hea", "--out", tmp_path / "windows.csv")
     assert process.returncode == 0, process.stderr
-    assert pd.read_csv(tmp_path / "windows.csv")["input"].tolist() == ["A00001@0.0s", "A00001@10.0s", "A00001@20.0s"]  # a 30-s record
+    assert pd.read_csv(tmp_path / "windows.csv")["input"].tolist() == ["A00001@0.0s"]  # a 30-s record, one 30-s window
 
 
 @pytest.mark.shared_data
@@ -148,4 +149,4 @@ def test_bonn_eeg_class_folders_read_as_labelled_windows(tmp_path, shared_data):
             archive.extract(member, tmp_path)
     records = Signals().read(tmp_path, DataConfig(record_sampling_rate=173.61))
     assert sorted(set(records.target)) == ["A_Z", "B_O", "C_N", "D_F", "E_S"]
-    assert len(records) == 20 and len(set(records.groups)) == 10  # 23.6-s segments: two 10-s windows each
+    assert len(records) == 10 and len(set(records.groups)) == 10  # 23.6-s segments: one padded 30-s window each

@@ -226,7 +226,7 @@ def _write_labelled_folder(folder, labels: dict[str, str], seconds: float = 25.0
 
 def test_a_folder_with_a_reference_csv_reads_fixed_windows_labelled_by_their_record(tmp_path):
     folder = _write_labelled_folder(tmp_path, {"A001": "N", "A002": "AF", "A003": "N"})
-    records = Signals().read(folder, DataConfig())
+    records = Signals().read(folder, DataConfig(window_seconds=10))
     assert len(records) == 6  # 25 s records give two 10-s windows each (the last 5 s are dropped)
     assert records.target.tolist() == ["N", "N", "AF", "AF", "N", "N"]
     assert records.groups.tolist() == ["A001", "A001", "A002", "A002", "A003", "A003"]
@@ -284,7 +284,7 @@ def test_window_seconds_and_sampling_rate_set_the_window_shape(tmp_path):
 
 def test_window_step_seconds_gives_overlapping_windows_that_share_their_samples(tmp_path):
     folder = _write_labelled_folder(tmp_path, {"A001": "N"})
-    records = Signals().read(folder, DataConfig(window_step_seconds=2.5))
+    records = Signals().read(folder, DataConfig(window_seconds=10, window_step_seconds=2.5))
     assert records.names.tolist() == [f"A001@{t:.1f}s" for t in (0, 2.5, 5, 7.5, 10, 12.5, 15)]  # 25 s: starts 0 ... 15 s
     length = signal_io.window_length(128.0, 10.0)
     first, second = records.inputs[0, :length], records.inputs[1, :length]
@@ -408,6 +408,14 @@ def test_linear_resampling_in_chunks_equals_the_whole_record():
     np.testing.assert_array_equal(parts, whole)
 
 
+def test_by_default_a_window_is_30_seconds_and_a_shorter_record_one_padded_window(tmp_path):
+    folder = _write_labelled_folder(tmp_path, {"A001": "N", "A002": "AF"})
+    records = Signals().read(folder, DataConfig())
+    assert records.names.tolist() == ["A001@0.0s", "A002@0.0s"]  # 25-s records
+    samples = records.inputs[:, : signal_io.window_length(128.0, 30.0)]
+    assert samples.shape[1] == 30 * 128 and np.ptp(samples[:, 26 * 128 :], axis=1).max() == 0  # zero-padded (less the median) after its end
+
+
 def test_linear_resampling_keeps_a_slow_sine():
     fs_in, fs_out = 360.0, 128.0
     t_in, t_out = np.arange(0, 5, 1 / fs_in), np.arange(0, 5 - 1 / fs_in, 1 / fs_out)
@@ -417,8 +425,8 @@ def test_linear_resampling_keeps_a_slow_sine():
 
 def test_window_preprocessor_reports_the_window_shape_and_round_trips(tmp_path):
     folder = _write_labelled_folder(tmp_path, {"A001": "N", "A002": "AF"})
-    records = Signals().read(folder, DataConfig())
-    fitted = Signals().preprocessor(DataConfig(path=str(folder))).fit(records)
+    records = Signals().read(folder, DataConfig(window_seconds=10))
+    fitted = Signals().preprocessor(DataConfig(path=str(folder), window_seconds=10)).fit(records)
     assert fitted.model_kwargs() == {"in_channels": 1, "length": 1280, "n_extra": len(signal_io.WINDOW_FEATURES)}
     assert fitted.reading_config() == {"sampling_rate": 128.0, "leads": 1, "unit": "window", "powerline": None, "window_seconds": 10.0}
     loaded = Signals().preprocessor_from_config(json.loads(json.dumps(fitted.get_config())))
@@ -611,7 +619,7 @@ def test_ecg_quality_is_judged_for_beats_but_not_for_windows_unless_asked(wfdb_f
     assert Signals().read(wfdb_folder / "r1.hea", DataConfig(), with_target=False).attributes is None  # prediction needs no verdict
     folder = _write_labelled_folder(tmp_path / "windows", {"A001": "N", "A002": "AF"})
     assert Signals().read(folder, DataConfig()).attributes is None  # a window may be an EEG
-    judged = Signals().read(folder, DataConfig(ecg_quality=True)).attributes["ECG quality"]
+    judged = Signals().read(folder, DataConfig(ecg_quality=True, window_seconds=10)).attributes["ECG quality"]
     assert len(judged) == 4 and set(judged) <= {"Excellent", "Barely acceptable", "Unacceptable"}
 
 

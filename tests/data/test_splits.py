@@ -183,3 +183,12 @@ def test_group_kfold_is_deterministic_for_a_seed():
     for (train_a, test_a), (train_b, test_b) in zip(first, second):
         np.testing.assert_array_equal(train_a, train_b)
         np.testing.assert_array_equal(test_a, test_b)
+
+
+def test_a_few_patients_with_fewer_of_a_class_than_folds_still_split_by_patient():
+    """Eight records, four of each class: too few per class for stratified group folds, so a plain group split."""
+    target = np.array(["AF", "N"] * 4)
+    groups = np.array([f"A{i}" for i in range(8)])
+    train, val, test = train_val_test_split(target, groups, seed=0)
+    assert len(train) and len(val) and len(test) and len(np.concatenate([train, val, test])) == 8
+    assert not set(groups[train]) & (set(groups[val]) | set(groups[test]))

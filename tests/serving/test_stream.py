@@ -66,20 +66,21 @@ def window_folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def window_bundle(window_folder, tmp_path_factory):
-    return medtorch.train(window_folder / ".", out=tmp_path_factory.mktemp("window_run"), overrides=FAST, progress=False).bundle
+    overrides = {**FAST, "data": {"window_seconds": 10}}
+    return medtorch.train(window_folder / ".", out=tmp_path_factory.mktemp("window_run"), overrides=overrides, progress=False).bundle
 
 
 @pytest.fixture(scope="module")
 def network_window_bundle(window_folder, tmp_path_factory):
     """The CNN on windows, which the defaults may pass over for boosting on the window features."""
-    overrides = {**FAST, "model": {"name": "cnn_rr"}}
+    overrides = {**FAST, "model": {"name": "cnn_rr"}, "data": {"window_seconds": 10}}
     return medtorch.train(window_folder / ".", out=tmp_path_factory.mktemp("network_run"), overrides=overrides, progress=False).bundle
 
 
 @pytest.fixture(scope="module")
 def overlapping_window_bundle(window_folder, tmp_path_factory):
     """Windows of 10 s starting every 3 s: the stream must keep the overlap it has already used."""
-    overrides = {**FAST, "data": {"window_step_seconds": 3}}
+    overrides = {**FAST, "data": {"window_seconds": 10, "window_step_seconds": 3}}
     return medtorch.train(window_folder / ".", out=tmp_path_factory.mktemp("overlap_run"), overrides=overrides, progress=False).bundle
 
 

@@ -57,7 +57,7 @@ def _holdout(
         if n_groups < 2:
             raise DataError("cannot split: all samples belong to one patient (group)")
         n_splits = max(2, round(1 / fraction))
-        if labels is not None and n_groups >= n_splits:
+        if labels is not None and n_groups >= n_splits and np.unique(labels, return_counts=True)[1].min() >= n_splits:  # else it refuses
             folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
             rest, held = next(folds.split(candidates, labels, sub_groups))
         else:
