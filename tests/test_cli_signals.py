@@ -149,4 +149,4 @@ def test_bonn_eeg_class_folders_read_as_labelled_windows(tmp_path, shared_data):
             archive.extract(member, tmp_path)
     records = Signals().read(tmp_path, DataConfig(record_sampling_rate=173.61))
     assert sorted(set(records.target)) == ["A_Z", "B_O", "C_N", "D_F", "E_S"]
-    assert len(records) == 10 and len(set(records.groups)) == 10  # 23.6-s segments: one padded 30-s window each
+    assert len(records) == 10 and len(set(records.groups)) == 10  # 23.6-s segments: one 23.5-s window each (their median length)

@@ -56,9 +56,11 @@ class DataConfig(_Strict):
     unit: Literal["beat", "window"] | None = Field(
         None, description="signals: a sample is an annotated beat, or a fixed window of a labelled record (default: window when records carry labels)"
     )
-    # 30 s: the AF episode of the guidelines and the scoring epoch of sleep EEG; validation on CinC 2017 preferred it to 10 s
-    # (macro F1 0.686 against 0.603, docs/benchmarks/biosignals.md), and rhythm features need the beats of a longer window
-    window_seconds: float = Field(30.0, gt=0, description="signals: window length for unit 'window'; a shorter record is zero-padded to one window")
+    window_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="signals: window length for unit 'window' (default: the labelled records' median length, at most 30 s); a shorter record is zero-padded to one window",
+    )
     window_step_seconds: float | None = Field(
         None, gt=0, description="signals: start a window every this many seconds, at most window_seconds (overlapping windows when below it; default: window_seconds)"
     )
@@ -81,7 +83,7 @@ class DataConfig(_Strict):
     @model_validator(mode="after")
     def _windows_cover_the_signal(self) -> DataConfig:
         step, length = self.window_step_seconds, self.window_seconds
-        if step is not None and step > length:
+        if step is not None and length is not None and step > length:
             raise ValueError(f"data.window_step_seconds ({step}) above data.window_seconds ({length}) would skip signal between windows")
         return self
 

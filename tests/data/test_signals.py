@@ -294,7 +294,7 @@ def test_window_step_seconds_gives_overlapping_windows_that_share_their_samples(
 
 def test_a_record_shorter_than_a_window_is_padded_to_one_window(tmp_path):
     folder = _write_labelled_folder(tmp_path, {"S1": "N"}, seconds=6)
-    records = Signals().read(folder, DataConfig())
+    records = Signals().read(folder, DataConfig(window_seconds=10))
     assert len(records) == 1
     window = records.inputs[0, : signal_io.window_length(128.0, 10.0)]
     assert np.all(window[-3 * 128 :] == window[-1])  # the padding: a constant tail (zero less the window's median)
@@ -408,12 +408,30 @@ def test_linear_resampling_in_chunks_equals_the_whole_record():
     np.testing.assert_array_equal(parts, whole)
 
 
-def test_by_default_a_window_is_30_seconds_and_a_shorter_record_one_padded_window(tmp_path):
-    folder = _write_labelled_folder(tmp_path, {"A001": "N", "A002": "AF"})
-    records = Signals().read(folder, DataConfig())
-    assert records.names.tolist() == ["A001@0.0s", "A002@0.0s"]  # 25-s records
-    samples = records.inputs[:, : signal_io.window_length(128.0, 30.0)]
-    assert samples.shape[1] == 30 * 128 and np.ptp(samples[:, 26 * 128 :], axis=1).max() == 0  # zero-padded (less the median) after its end
+def test_by_default_a_window_is_the_records_median_length(tmp_path):
+    folder = _write_labelled_folder(tmp_path, {"A001": "N", "A002": "AF", "A003": "N"}, seconds=25)
+    config = DataConfig(path=str(folder))
+    assert Signals().data_settings(folder, config)["window_seconds"] == 25.0
+    records = Signals().read(folder, config)
+    assert records.names.tolist() == ["A001@0.0s", "A002@0.0s", "A003@0.0s"]  # each record one whole window
+    fitted = Signals().preprocessor(config).fit(records)
+    assert fitted.reading_config()["window_seconds"] == 25.0 and fitted.model_kwargs()["length"] == 25 * 128
+
+
+def test_a_default_window_is_at_most_30_seconds(tmp_path):
+    folder = _write_labelled_folder(tmp_path, {"A001": "N", "A002": "AF"}, seconds=65)
+    from medtorch.data.signals import MAX_WINDOW_SECONDS
+
+    assert Signals().data_settings(folder, DataConfig())["window_seconds"] == MAX_WINDOW_SECONDS == 30
+    assert Signals().read(folder, DataConfig()).names.tolist() == ["A001@0.0s", "A001@30.0s", "A002@0.0s", "A002@30.0s"]
+
+
+def test_a_step_longer_than_the_default_window_is_refused(tmp_path):
+    from medtorch.errors import ConfigError
+
+    folder = _write_labelled_folder(tmp_path, {"A001": "N", "A002": "AF"}, seconds=12)
+    with pytest.raises(ConfigError, match=r"window_step_seconds \(20.0\) above the window \(12.0 s"):
+        Signals().data_settings(folder, DataConfig(window_step_seconds=20))
 
 
 def test_linear_resampling_keeps_a_slow_sine():

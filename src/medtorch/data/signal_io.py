@@ -119,6 +119,30 @@ def _read_wfdb(base: Path, annotator: str) -> SignalRecord:
     return SignalRecord(base.name, signal, float(record.fs), list(record.sig_name or []), samples, symbols)
 
 
+def record_seconds(path: str | Path, fs: float | None = None) -> float:
+    """A record's duration, from its header where it has one (WFDB, EDF), else from its samples (needs ``fs``)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in ("", ".hea", ".dat", ".atr", ".mat"):
+        import wfdb
+
+        try:
+            header = wfdb.rdheader(str(path.with_suffix("")))
+        except (FileNotFoundError, ValueError, OSError) as error:
+            raise DataError(f"cannot read WFDB record {path.with_suffix('')}: {error}") from None
+        return header.sig_len / header.fs
+    if suffix == ".edf":
+        import pyedflib
+
+        try:
+            with pyedflib.EdfReader(str(path)) as reader:
+                return float(reader.getFileDuration())
+        except OSError as error:
+            raise DataError(f"cannot read EDF file {path}: {error}") from None
+    record = read_record(path, fs)
+    return record.signal.shape[1] / record.fs
+
+
 def _read_edf(path: Path) -> SignalRecord:
     import pyedflib
 
