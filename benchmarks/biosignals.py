@@ -49,6 +49,8 @@ CANDIDATES = {  # settings a benchmark may choose among on validation; "defaults
     "first_defaults": {"model": {"name": "cnn_rr"}, "train": {"class_weights": "balanced", "patience": 6}, "data": {"beat_template": False}},
     # the window defaults of 2026-12-03 before windows grew to 30 s: boosting or the CNN, chosen on validation, on 10-s windows
     "model_choice_10s_windows": {"data": {"window_seconds": 10}},
+    # and of commit a80dac7, whose windows were 30 s for any records (a 23.6-s Bonn segment padded)
+    "model_choice_30s_windows": {"data": {"window_seconds": 30}},
     # until 2026-12-01 beats defaulted to cnn_rr without a beat template: the beat candidates below that name no model ran so
     "unweighted": {"train": {"class_weights": "none"}},
     "sqrt_weights": {"train": {"class_weights": "sqrt"}},
