@@ -101,7 +101,10 @@ CANDIDATES = {  # settings a benchmark may choose among on validation; "defaults
     # the CNN's validation 0.912)
     "rhythm_shape_features_extra_trees_whole_segment": {"model": {"name": "extra_trees"}, "data": {"window_seconds": 23.5}},
 }
+DEFAULT_WINDOW_MODELS_NOTE = "`hist_gradient_boosting` and `cnn_rr` (and `extra_trees` too after commit 2a4d6b9; the rows `boosting_or_cnn` are the defaults without it)"
 RETIRED_CANDIDATES = {  # rows kept in the JSON whose code was reverted after validation passed them over (not rerunnable)
+    "boosting_or_cnn": "the defaults of commit 2a4d6b9 (a80dac7 for CinC, whose 30-s windows equal the median-length default there), "
+    "which chose on validation between `hist_gradient_boosting` and `cnn_rr` alone, without `extra_trees`",
     "background_rhythm_features": "the defaults of commit 20dfa07, whose beats had four more RR features: the variation, successive "
     "change and jumps of the 10 RR intervals before the beat, and pre-RR over their median",
     "atrial_features_boosting_balanced_30s_windows": "`rhythm_shape_features_boosting_balanced_30s_windows` at commit c9742ed, whose windows "
@@ -434,7 +437,7 @@ def cinc2017_markdown(entry: dict[str, Any]) -> list[str]:
     lines = heading("PhysioNet/CinC 2017 AF detection (single-lead ECG)", entry) + [
         f"Protocol: the {entry['records']} records of `../shared/data/cinc2017_af_subset` (v3 labels), 5-fold CV by record. "
         "Each fold's model is `medtorch train` on the folder with its defaults (or the candidate validation chose, table below): "
-        f"windows at 128 Hz (the defaults' 30 s since 2026-12-03, 10 s before, or the length the candidate sets) with {WINDOW_FEATURES_NOTE}, the model the candidate names, else the defaults' (`cnn_rr` until 2026-12-03, then whichever of `hist_gradient_boosting` and `cnn_rr` scores better on the fold's validation records), validation by held-out training records. "
+        f"windows at 128 Hz (the length the candidate sets, else the defaults': 10 s until 2026-12-03, then 30 s, which is also the records' median length, the default since) with {WINDOW_FEATURES_NOTE}, the model the candidate names, else the defaults' (`cnn_rr` until 2026-12-03, then whichever of {DEFAULT_WINDOW_MODELS_NOTE} scores best on the fold's validation records), validation by held-out training records. "
         "A held-out record's label is the argmax "
         "of its windows' mean probability. The challenge score is the mean F1 of N, A and O; its 95% CI resamples records.",
         "",
@@ -499,8 +502,8 @@ def bonn_markdown(entry: dict[str, Any]) -> list[str]:
         f"Protocol: the {entry['segments']} single-channel segments (23.6 s at 173.61 Hz) in class folders A_Z ... E_S, "
         "5-fold CV by segment (the segment is the unit: the dataset does not say which segments share a patient). "
         "Each fold's model is `medtorch train` with its defaults or the candidate validation chose (table below; "
-        f"windows at 128 Hz (the defaults' 30 s since 2026-12-03, holding the whole 23.6-s segment zero-padded; 10 s before; or the length and step the candidate sets) with {WINDOW_FEATURES_NOTE}, the model the candidate names, else the defaults' "
-        "(`cnn_rr` until 2026-12-03, then whichever of `hist_gradient_boosting` and `cnn_rr` scores better on the fold's validation segments); `data.record_sampling_rate: 173.61`, since a text file does not store its rate). A segment's class is the argmax "
+        f"windows at 128 Hz (the length and step the candidate sets, else the defaults': 10 s until 2026-12-03, 30 s zero-padded at a80dac7, and the records' median length since, 23.5 s, one window per segment) with {WINDOW_FEATURES_NOTE}, the model the candidate names, else the defaults' "
+        f"(`cnn_rr` until 2026-12-03, then whichever of {DEFAULT_WINDOW_MODELS_NOTE} scores best on the fold's validation segments); `data.record_sampling_rate: 173.61`, since a text file does not store its rate). A segment's class is the argmax "
         "of its windows' mean probability; seizure vs non-seizure is E against the four others, read off the same "
         "five-class model. CIs resample segments.",
         "",
@@ -654,8 +657,10 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         "command and candidates table), which are not defaults, except MIT-BIH's: a linear model on the RR and template "
         "features became the beat default on 2026-12-01 (its defaults row is that), and on 2026-12-02 a beat template that leaves "
         "premature beats out (row `nonpremature_template`; the defaults row is the defaults before it); and CinC's and Bonn's: since 2026-12-03 "
-        "a window run with no model named fits gradient boosting on the window features and `cnn_rr`, and keeps the one validation scores better "
-        "on 30-s windows (their defaults rows are that; `model_choice_10s_windows` is the same on the 10-s windows of before, and `first_defaults` the first defaults, `cnn_rr` with balanced weights and patience 6 on 10-s windows). The window features grew while these runs were made "
+        "a window run with no model named fits gradient boosting and extra trees on the window features and `cnn_rr`, and keeps the one validation "
+        "scores best, on windows of the records' median length up to 30 s (their defaults rows are that; the rows `boosting_or_cnn` lacked extra trees, "
+        "`model_choice_10s_windows` and `model_choice_30s_windows` are that choice on fixed 10-s and 30-s windows, and `first_defaults` the first defaults, "
+        "`cnn_rr` with balanced weights and patience 6 on 10-s windows). The window features grew while these runs were made "
         "(17, then 37 on 2026-12-01 with candidates named `waveform_features_...`, then 43 with `spike_features_...`, "
         "63 on 2026-12-02 with `rhythm_shape_features_...`, 70 with the retired `atrial_features_...`, and 63 with COSEn for one of them in the retired `cosen_...`; scikit-learn models on signals read "
         "these features alone since `rhythm_shape_features_...`), and so "
