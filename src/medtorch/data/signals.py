@@ -50,9 +50,9 @@ UNACCEPTABLE_ECG = "ECG quality unacceptable (NeuroKit2, Zhao 2018)"
 # chosen on validation on MIT-BIH DS1 (docs/benchmarks/biosignals.md): a linear model on the RR and template
 # features carried to held-out patients better than the CNN on the beat (validation macro F1 0.553 vs 0.445)
 BEAT_MODEL = {"name": "rr_linear", "shape_points": 0}
-# fitted on the training records, the one validation scores best kept: on CinC 2017 (30-s windows) validation kept boosting
-# in 4 folds of 5 and on Bonn EEG the CNN in 3, while extra trees on the whole segment led every Bonn candidate (0.924)
-# and trailed on CinC; features see one or two leads well, the CNN what channel-averaged features miss (many leads)
+# fitted on the training records, the one validation scores best kept: on CinC 2017 validation kept boosting in 3 folds
+# of 5 (extra trees and the CNN one each), on Bonn EEG extra trees in all 5 (docs/benchmarks/biosignals.md); features
+# see one or two leads well, the CNN what channel-averaged features miss (many leads)
 WINDOW_MODELS = ({"name": "hist_gradient_boosting"}, {"name": "extra_trees"}, {"name": "cnn_rr"})
 
 
