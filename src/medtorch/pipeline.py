@@ -132,21 +132,22 @@ def fit_model(
     """
     if len(candidates) == 1:
         return candidates[0], fit_bundle(modality, records, train_idx, val_idx, task, candidates[0], run_dir=run_dir, progress=progress)
+    by_name = {candidate.model.name: candidate for candidate in candidates}
     preprocessor = modality.preprocessor(candidates[0].data).fit(records.subset(train_idx))  # shared: the data settings are one
-    fits = [
-        fit_bundle(modality, records, train_idx, val_idx, task, candidate, run_dir=run_dir, progress=progress, preprocessor=preprocessor, tag=f"model-{candidate.model.name}")
-        for candidate in candidates
-    ]
     val_records = records.subset(val_idx)
-    y_val = task.encode(val_records.target)  # after fitting: a continuous target's scale is learnt there
-    scores = {c.model.name: _validation_score(task, y_val, f.bundle.predict_scores(val_records.inputs, calibrated=False)) for c, f in zip(candidates, fits)}
-    best = [candidate.model.name for candidate in candidates].index(_best(scores))
-    fitted, chosen = fits[best], candidates[best]
-    fitted.training["model_selection"] = {"chosen": chosen.model.name, "validation": scores}
-    chosen_log = _run_file(run_dir, "train_log.csv", tag=f"model-{chosen.model.name}")
+
+    def fit(name: str) -> FitResult:
+        return fit_bundle(modality, records, train_idx, val_idx, task, by_name[name], run_dir=run_dir, progress=progress, preprocessor=preprocessor, tag=f"model-{name}")
+
+    def score(fitted: FitResult) -> float | None:  # encoded after a fit: a continuous target's scale is learnt there
+        return _validation_score(task, task.encode(val_records.target), fitted.bundle.predict_scores(val_records.inputs, calibrated=False))
+
+    chosen, fitted, scores = _choose(list(by_name), fit, score)
+    fitted.training["model_selection"] = {"chosen": chosen, "validation": scores}
+    chosen_log = _run_file(run_dir, "train_log.csv", tag=f"model-{chosen}")
     if chosen_log is not None and chosen_log.exists() and is_main_process():  # a network's learning curves
         shutil.copyfile(chosen_log, chosen_log.with_name("train_log.csv"))
-    return chosen, fitted
+    return by_name[chosen], fitted
 
 
 def resolve_candidates(cfg: RunConfig, modality: Modality, task: Task, n_train: int) -> list[RunConfig]:
@@ -254,14 +255,18 @@ def _sample_weights(task: Task, y: np.ndarray, option: str) -> np.ndarray | None
     return None if weights is None else weights[np.asarray(y, dtype=int)]
 
 
-def _choose_weighting(task: Task, y_val: np.ndarray, fit: Callable[[str], Any], scores_of: Callable[[Any], np.ndarray]) -> tuple[str, Any, dict[str, float]]:
-    """Fit once per weighting in :data:`CLASS_WEIGHTINGS` and keep the one with the best validation score
-    (:func:`_validation_score`); ties go to the earlier, simpler weighting.
-    Returns the chosen weighting, what ``fit`` gave for it, and every weighting's score."""
+def _choose_weighting(task: Task, y_val: np.ndarray, fit: Callable[[str], Any], scores_of: Callable[[Any], np.ndarray]) -> tuple[str, Any, dict[str, float | None]]:
+    """:func:`_choose` among :data:`CLASS_WEIGHTINGS` by :func:`_validation_score`; ties go to the earlier, simpler weighting."""
+    return _choose(list(CLASS_WEIGHTINGS), fit, lambda fitted: _validation_score(task, y_val, scores_of(fitted)))
+
+
+def _choose(options: list[str], fit: Callable[[str], Any], score: Callable[[Any], float | None]) -> tuple[str, Any, dict[str, float | None]]:
+    """Fit once per option and keep the one with the best validation score (:func:`_best`).
+    Returns the chosen option, what ``fit`` gave for it, and every option's score."""
     fitted, scores = {}, {}
-    for option in CLASS_WEIGHTINGS:
+    for option in options:
         fitted[option] = fit(option)
-        scores[option] = _validation_score(task, y_val, scores_of(fitted[option]))
+        scores[option] = score(fitted[option])
     chosen = _best(scores)
     return chosen, fitted[chosen], scores
 
@@ -292,7 +297,7 @@ class _Networks:
         """The model (an ``Ensemble`` when ``train.ensemble`` > 1), the first member's history, and a training summary."""
         import torch
 
-        tag = ".".join(part for part in (self.tag, tag) if part)
+        tag = _joined_tag(self.tag, tag)
 
         from medtorch.models.ensemble import Ensemble
         from medtorch.training import Trainer
@@ -341,8 +346,8 @@ class _Networks:
 
         chosen, (model, history, training), scores = _choose_weighting(self.task, y_val, fit, lambda fitted: predict_scores(fitted[0], self.task, self.val_set))
         if self.run_dir is not None:
-            chosen_tag = ".".join(part for part in (self.tag, f"weights-{chosen}") if part)
-            shutil.copyfile(_run_file(self.run_dir, "train_log.csv", 0, chosen_tag), _run_file(self.run_dir, "train_log.csv", 0, self.tag))
+            chosen_log = _run_file(self.run_dir, "train_log.csv", 0, _joined_tag(self.tag, f"weights-{chosen}"))
+            shutil.copyfile(chosen_log, _run_file(self.run_dir, "train_log.csv", 0, self.tag))
         return model, history, {**training, "class_weights": {"chosen": chosen, "validation": scores}}
 
 
@@ -654,6 +659,11 @@ def _run_file(run_dir: Path | None, name: str, member: int = 0, tag: str = "") -
     path = Path(name)
     parts = [path.stem, *([tag] if tag else []), *([f"member{member}"] if member else [])]
     return run_dir / (".".join(parts) + path.suffix)
+
+
+def _joined_tag(*parts: str) -> str:
+    """One tag for :func:`_run_file` from nested ones (a candidate model, then a class weighting), empty ones left out."""
+    return ".".join(part for part in parts if part)
 
 
 def _fingerprint(cfg: RunConfig) -> str:

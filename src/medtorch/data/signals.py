@@ -105,11 +105,15 @@ class Signals(Modality):
         to half a second, so most records hold one whole window) up to ``MAX_WINDOW_SECONDS``."""
         if data_config.window_seconds is not None:
             return data_config.window_seconds
-        files = [item[0] for item in _io().labelled_records(source, data_config.labels) or []] if source.is_dir() else [source]
-        files = files or (_io().list_signal_files(source) if source.is_dir() else [])
+        io = _io()
+        if source.is_dir():
+            items = io.labelled_records(source, data_config.labels)
+            files = [file for file, _, _ in items] if items else io.list_signal_files(source)
+        else:
+            files = [source]
         if not files:
             return MAX_WINDOW_SECONDS
-        median = float(np.median([_io().record_seconds(f, data_config.record_sampling_rate) for f in files]))
+        median = float(np.median([io.record_seconds(f, data_config.record_sampling_rate) for f in files]))
         seconds = float(min(MAX_WINDOW_SECONDS, max(0.5, np.floor(median * 2) / 2)))
         if data_config.window_step_seconds and data_config.window_step_seconds > seconds:
             raise ConfigError(f"data.window_step_seconds ({data_config.window_step_seconds}) above the window ({seconds} s, the records' median length) would skip signal")
@@ -194,11 +198,11 @@ class Signals(Modality):
         fs = data_config.sampling_rate or DEFAULT_FS[unit]
         template = data_config.beat_template and unit == "beat"
         step = data_config.window_step_seconds if unit == "window" else None
-        seconds = None
-        if unit == "window":
-            if data_config.window_seconds is None and not data_config.path:
+        seconds = data_config.window_seconds
+        if unit == "window" and seconds is None:
+            if not data_config.path:
                 raise ConfigError("data.window_seconds is needed for a window preprocessor without data.path to measure the records")
-            seconds = self.window_seconds(Path(data_config.path or "."), data_config)
+            seconds = self.window_seconds(Path(data_config.path), data_config)
         return SignalPreprocessor(unit=unit, fs=fs, window_seconds=seconds, window_step_seconds=step, powerline=data_config.powerline, beat_template=template)
 
     def preprocessor_from_config(self, config: dict[str, Any]) -> SignalPreprocessor:
