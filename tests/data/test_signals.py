@@ -728,3 +728,51 @@ def test_beat_template_doubles_the_channels_the_model_reads_and_travels_with_the
         preprocessor.transform(plain.inputs[:5])
     flags = Signals().quality(records, preprocessor)
     assert not flags["flat signal (lead off)"].any()  # a template difference near zero is no lead off
+
+
+# --------------------------------------------------------------------------- EDF
+def _write_edf(path, channels: dict[str, tuple[np.ndarray, float]]) -> None:
+    import pyedflib.highlevel as edf
+
+    headers = [
+        edf.make_signal_header(name, dimension="uV", sample_frequency=rate, physical_min=-500, physical_max=500)
+        for name, (_, rate) in channels.items()
+    ]
+    edf.write_edf(str(path), [signal for signal, _ in channels.values()], headers)
+
+
+def test_an_edf_file_reads_as_its_channels_at_its_rate(tmp_path):
+    t = np.arange(0, 12, 1 / 256)
+    alpha, beta = 50 * np.sin(2 * np.pi * 10 * t), 20 * np.sin(2 * np.pi * 20 * t)
+    _write_edf(tmp_path / "eeg.edf", {"Fp1": (alpha, 256), "Fp2": (beta, 256)})
+    record = signal_io.read_record(tmp_path / "eeg.edf")
+    assert (record.name, record.fs, record.channels) == ("eeg", 256.0, ["Fp1", "Fp2"])
+    np.testing.assert_allclose(record.signal, np.stack([alpha, beta]), atol=0.05)  # 16-bit samples over ±500 µV
+    assert signal_io.record_seconds(tmp_path / "eeg.edf") == 12.0
+
+
+def test_an_edf_channel_sampled_slower_is_interpolated_to_the_fastest_rate(tmp_path):
+    slow = np.linspace(-100, 100, 12 * 4)  # a 4-Hz ramp beside 256-Hz EEG, as respiration beside EEG in a polysomnogram
+    _write_edf(tmp_path / "psg.edf", {"C3": (np.zeros(12 * 256), 256), "Resp": (slow, 4)})
+    record = signal_io.read_record(tmp_path / "psg.edf")
+    assert record.fs == 256.0 and record.signal.shape == (2, 12 * 256)
+    np.testing.assert_allclose(record.signal[1, ::64], slow, atol=0.05)  # every 64th sample is one of the ramp's
+    assert np.all(np.diff(record.signal[1]) >= -1e-3)  # and in between it rises, not steps back
+
+
+def test_a_folder_of_edf_files_in_class_subfolders_trains_end_to_end(tmp_path):
+    import medtorch
+
+    rng = np.random.default_rng(0)
+    t = np.arange(0, 10, 1 / 128)
+    for label, frequency in (("seizure", 3.0), ("normal", 10.0)):
+        (tmp_path / label).mkdir()
+        for index in range(5):
+            wave = 80 * np.sin(2 * np.pi * frequency * t + index) + rng.normal(scale=10, size=len(t))
+            _write_edf(tmp_path / label / f"{label}{index}.edf", {"Cz": (wave, 128)})
+    overrides = {"model": {"name": "extra_trees"}, "evaluate": {"bootstrap": 0, "baselines": False}}  # trees that split on six records
+    run = medtorch.train(tmp_path / ".", out=tmp_path / "run", overrides=overrides, progress=False)
+    assert run.config.data.window_seconds == 10.0  # the records' median length, read from the EDF headers
+    assert sum(split["patients"] for split in run.metrics["splits"].values()) == 10  # each record on one side of the split
+    for label in ("seizure", "normal"):  # one right call of each class: no constant guess passes
+        assert list(run.bundle.predict(tmp_path / label / f"{label}0.edf")["prediction"]) == [label]

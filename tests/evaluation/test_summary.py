@@ -10,8 +10,8 @@ import pytest
 from sklearn.metrics import confusion_matrix, roc_auc_score
 
 import medtorch
-from medtorch.evaluation.summary import calibration_numbers, clinical_summary, conformal_summary, operating_point
-from medtorch.tasks import BinaryTask, MulticlassTask
+from medtorch.evaluation.summary import CURVE_POINTS, calibration_numbers, clinical_summary, conformal_summary, operating_point, roc_pr_curves
+from medtorch.tasks import BinaryTask, MulticlassTask, MultilabelTask
 
 # a linear model keeps the three runs to a second or two each
 FAST = {"model": {"name": "logistic_regression"}, "train": {"epochs": 3}, "evaluate": {"bootstrap": 50, "baselines": False}}
@@ -163,7 +163,30 @@ def test_multiclass_summary_has_per_class_metrics_for_every_class(multiclass):
         assert entry["support"]["value"] == np.sum(y == k)
     assert sum(e["support"]["value"] for e in summary["per_class"].values()) == summary["n"]
     assert "decision_curve" not in summary
-    assert summary["curves"] == {}
+
+
+def test_multiclass_curves_are_one_per_class_against_the_rest(multiclass):
+    run, records, summary = multiclass
+    y = _labels(run.bundle, records)
+    scores = run.bundle.predict_scores(records.inputs)
+    curves = summary["curves"]["per_class"]
+    assert list(curves) == [str(c) for c in run.bundle.task.classes]
+    for k, name in enumerate(run.bundle.task.classes):
+        roc = curves[name]["roc"]
+        assert (roc["fpr"][0], roc["tpr"][0], roc["fpr"][-1], roc["tpr"][-1]) == (0, 0, 1, 1)
+        # 150 samples: no thinning, so the area under the stored points is the class's AUROC
+        assert np.trapezoid(roc["tpr"], roc["fpr"]) == pytest.approx(roc_auc_score(y == k, scores[:, k]), abs=1e-3)
+        assert summary["per_class"][name]["auroc"]["value"] == pytest.approx(roc_auc_score(y == k, scores[:, k]), abs=1e-3)
+
+
+def test_per_class_curves_leave_out_a_label_the_set_lacks_and_thin_long_curves():
+    task = MultilabelTask(["flu", "covid", "none_seen"])
+    rng = np.random.default_rng(0)
+    y = np.column_stack([rng.integers(0, 2, 5000), rng.integers(0, 2, 5000), np.zeros(5000, int)])
+    curves = roc_pr_curves(task, y, rng.random((5000, 3)))["per_class"]
+    assert list(curves) == ["flu", "covid"]
+    assert all(len(curve["roc"]["fpr"]) == CURVE_POINTS and len(curve["pr"]["recall"]) == CURVE_POINTS for curve in curves.values())
+    assert roc_pr_curves(MulticlassTask(["a", "b", "c"]), np.zeros(10), rng.random((10, 3))) == {}
 
 
 def test_multiclass_operating_point_is_the_argmax_confusion_matrix(multiclass):

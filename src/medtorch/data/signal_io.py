@@ -144,17 +144,31 @@ def record_seconds(path: str | Path, fs: float | None = None) -> float:
 
 
 def _read_edf(path: Path) -> SignalRecord:
+    """An EDF/EDF+ file's signals (its annotation channel left out), every channel at the file's
+    highest sampling rate: channels sampled slower (respiration, SpO2 beside EEG in a
+    polysomnogram) are linearly interpolated up, as MNE's ``read_raw_edf`` does."""
     import pyedflib
 
     try:
         with pyedflib.EdfReader(str(path)) as reader:
-            rates = {reader.getSampleFrequency(i) for i in range(reader.signals_in_file)}
-            if len(rates) > 1:
-                raise DataError(f"{path.name}: channels have different sampling rates {sorted(rates)}")
-            signal = np.stack([reader.readSignal(i) for i in range(reader.signals_in_file)]).astype(np.float32)
-            return SignalRecord(path.stem, signal, float(rates.pop()), reader.getSignalLabels())
+            channels = [reader.readSignal(i) for i in range(reader.signals_in_file)]
+            rates = [float(reader.getSampleFrequency(i)) for i in range(reader.signals_in_file)]
+            labels = reader.getSignalLabels()
     except OSError as error:
         raise DataError(f"cannot read EDF file {path}: {error}") from None
+    if not channels:
+        raise DataError(f"{path.name}: an EDF file without signals")
+    fs = max(rates)
+    length = max(len(channel) for channel, rate in zip(channels, rates) if rate == fs)
+    signal = np.stack([_at_rate(channel, rate, fs, length) for channel, rate in zip(channels, rates)]).astype(np.float32)
+    return SignalRecord(path.stem, signal, fs, labels)
+
+
+def _at_rate(channel: np.ndarray, rate: float, fs: float, length: int) -> np.ndarray:
+    """``channel`` sampled at ``rate`` as ``length`` samples at ``fs`` (linear interpolation; unchanged at ``fs``)."""
+    if rate == fs:
+        return channel[:length]
+    return np.interp(np.arange(length) / fs, np.arange(len(channel)) / rate, channel)
 
 
 class LinearResampler:

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from medtorch.config import DataConfig
-from medtorch.data.base import Fingerprints, Modality, Preprocessor, Records, register_modality
+from medtorch.data.base import Explanations, Fingerprints, Modality, Preprocessor, Records, register_modality
 from medtorch.errors import RETRAIN_HINT, BundleError, ConfigError, DataError
 
 DEFAULT_FS = {"beat": 360.0, "window": 128.0}
@@ -77,6 +77,15 @@ class Signals(Modality):
 
     def default_models(self, data_config: DataConfig) -> list[dict[str, Any]]:
         return [dict(BEAT_MODEL)] if data_config.unit == "beat" else [dict(model) for model in WINDOW_MODELS]
+
+    def explain(self, bundle: Any, records: Records) -> Explanations:
+        """Test beats or windows, right and wrong per class, shaded where a network's evidence lay."""
+        if records.target is None or bundle.task.type not in ("binary", "multiclass"):
+            return Explanations()
+        from medtorch.explain.signals import signal_examples
+
+        title = "Examples: a wrong and a right evaluation case per class"
+        return Explanations(title=title, figures=signal_examples(bundle, records))
 
     @classmethod
     def can_read(cls, source: Any) -> bool:

@@ -21,6 +21,7 @@ import numpy as np
 PERCENT_METRICS = {"accuracy", "balanced_accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "f1_macro", "f1_micro", "positive_rate"}
 RATE_GAPS = {"equal_opportunity", "demographic_parity"}
 COUNT_METRICS = {"support"}
+MAX_CLASS_CURVES = 10  # matplotlib's colour cycle: more lines than its ten colours cannot be told apart
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1040px;margin:2em auto;color:#1d2733;padding:0 1em;line-height:1.4}
@@ -168,7 +169,8 @@ def _operating_point(summary: dict[str, Any]) -> str:
     metrics = summary["metrics"]
     rates = ", ".join(f"{name} {_format(name, metrics[name])}" for name in ("sensitivity", "specificity", "ppv", "npv") if name in metrics)
     lead = f"Confusion matrix {where}." + (f" There: {rates}." if rates else "")
-    return f"<h2>Operating point</h2><p class=lead>{lead}</p><table>{header}{rows}</table>"
+    picture = _confusion_figure(point["labels"], point["matrix"]) if len(labels) > 2 else ""
+    return f"<h2>Operating point</h2><p class=lead>{lead}</p><div class=figs><table>{header}{rows}</table>{picture}</div>"
 
 
 def _calibration(calibration: dict[str, Any] | None) -> str:
@@ -321,6 +323,8 @@ def _pyplot() -> Any:
 
 
 def _roc_figure(summary: dict[str, Any]) -> str:
+    if "per_class" in summary.get("curves", {}):
+        return _per_class_roc_figure(summary["curves"]["per_class"], summary.get("per_class") or {})
     curves = {summary["model"]: summary.get("curves", {})} | {n: b.get("curves", {}) for n, b in summary["baselines"].items()}
     aurocs = {summary["model"]: summary["metrics"].get("auroc", {})} | {n: b["metrics"].get("auroc", {}) for n, b in summary["baselines"].items()}
     if not any(c.get("roc") for c in curves.values()):
@@ -337,6 +341,42 @@ def _roc_figure(summary: dict[str, Any]) -> str:
     pr_axis.set(xlabel="recall (sensitivity)", ylabel="precision (PPV)", title="Precision–recall curve")
     roc_axis.legend(loc="lower right", fontsize=8)
     return _figure_html(figure, "ROC and precision-recall curves")
+
+
+def _per_class_roc_figure(curves: dict[str, Any], per_class: dict[str, Any]) -> str:
+    """Each class against the rest: the model's ROC and precision-recall curve per class, the
+    first ``MAX_CLASS_CURVES`` classes."""
+    plt = _pyplot()
+    figure, (roc_axis, pr_axis) = plt.subplots(1, 2, figsize=(9, 4))
+    for name, curve in list(curves.items())[:MAX_CLASS_CURVES]:
+        value = per_class.get(name, {}).get("auroc", {}).get("value")
+        line = roc_axis.plot(curve["roc"]["fpr"], curve["roc"]["tpr"], label=name if value is None else f"{name} (AUROC {value:.3f})")[0]
+        pr_axis.plot(curve["pr"]["recall"], curve["pr"]["precision"], color=line.get_color(), label=name)
+    roc_axis.plot([0, 1], [0, 1], color="grey", linestyle=":")
+    shown = "" if len(curves) <= MAX_CLASS_CURVES else f", first {MAX_CLASS_CURVES} of {len(curves)} classes"
+    roc_axis.set(xlabel="1 − specificity", ylabel="sensitivity", title=f"ROC curve, each class against the rest{shown}")
+    pr_axis.set(xlabel="recall (sensitivity)", ylabel="precision (PPV)", title="Precision–recall curve per class")
+    roc_axis.legend(loc="lower right", fontsize=8)
+    return _figure_html(figure, "ROC and precision-recall curves per class")
+
+
+def _confusion_figure(labels: list[str], matrix: list[list[int]]) -> str:
+    """The confusion matrix as a picture: each true class's row coloured by its share of that class
+    (the diagonal is the sensitivity), with the counts written in."""
+    counts = np.asarray(matrix, dtype=float)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    plt = _pyplot()
+    side = min(9.0, 2.0 + 0.55 * len(labels))
+    figure, axis = plt.subplots(figsize=(side + 1, side))
+    image = axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for (row, column), count in np.ndenumerate(counts):
+        axis.text(column, row, f"{int(count)}", ha="center", va="center", fontsize=8, color="white" if shares[row, column] > 0.6 else "black")
+    ticks = np.arange(len(labels))
+    axis.set_xticks(ticks, labels, rotation=45 if max(map(len, labels)) > 3 else 0, ha="right" if max(map(len, labels)) > 3 else "center")
+    axis.set_yticks(ticks, labels)
+    axis.set(xlabel="predicted", ylabel="true", title="Confusion matrix (colour: share of the true class)")
+    figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04)
+    return _figure_html(figure, "confusion matrix, each row coloured by its share of the true class")
 
 
 def _reliability_figure(calibration: dict[str, Any]) -> str:

@@ -6,8 +6,9 @@
 
 Metrics with CIs, per-class metrics, the operating point's confusion matrix, calibration
 before and after the bundle's recalibration, conformal coverage, subgroups, the decision curve
-and the ROC/PR points. Every number is computed on the given records only; thresholds,
-calibration and conformal sets were fitted on validation data when the bundle was made.
+and the ROC/PR points (per class for several classes). Every number is computed on the given
+records only; thresholds, calibration and conformal sets were fitted on validation data when the
+bundle was made.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from medtorch.evaluation.metrics import evaluate, per_class_metrics
 from medtorch.tasks import Task
 
 CALIBRATION_BOOTSTRAP = 200  # each resample refits the calibration slope; 200 keeps intervals stable and fast
+CURVE_POINTS = 200  # points kept per ROC or PR curve: a smooth line at a few kB per class in metrics.json
 
 
 def evaluation_target(task: Task, raw: np.ndarray) -> np.ndarray:
@@ -120,14 +122,24 @@ def conformal_summary(bundle: Any, y: np.ndarray, scores: np.ndarray) -> dict[st
 
 
 def roc_pr_curves(task: Task, y: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
-    """ROC and precision-recall points (binary tasks), thinned for the report."""
-    if task.type != "binary" or len(np.unique(y)) < 2:
+    """ROC and precision-recall points, thinned for the report: one curve for a binary task; one
+    curve per class against the rest (``{"per_class": {class: curve}}``) for multiclass and
+    multi-label tasks, for each class present and absent in ``y``; ``{}`` for regression."""
+    if task.type == "binary":
+        return _curve(np.asarray(y, dtype=int), scores) if len(np.unique(y)) == 2 else {}
+    if task.type not in ("multiclass", "multilabel"):
         return {}
+    truth = np.eye(scores.shape[1], dtype=int)[y.astype(int)] if task.type == "multiclass" else np.asarray(y, dtype=int)
+    per_class = {str(name): _curve(truth[:, k], scores[:, k]) for k, name in enumerate(task.classes) if 0 < truth[:, k].sum() < len(truth)}
+    return {"per_class": per_class} if per_class else {}
+
+
+def _curve(y: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
     from sklearn.metrics import precision_recall_curve, roc_curve
 
     fpr, tpr, _ = roc_curve(y, scores)
     precision, recall, _ = precision_recall_curve(y, scores)
-    keep = lambda a: np.round(a[np.linspace(0, len(a) - 1, min(len(a), 200)).astype(int)], 4).tolist()  # noqa: E731
+    keep = lambda a: np.round(a[np.linspace(0, len(a) - 1, min(len(a), CURVE_POINTS)).astype(int)], 4).tolist()  # noqa: E731
     return {"roc": {"fpr": keep(fpr), "tpr": keep(tpr)}, "pr": {"recall": keep(recall), "precision": keep(precision)}}
 
 
