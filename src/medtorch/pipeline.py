@@ -433,7 +433,8 @@ def evaluate_run(
         summary["baselines"][name] = {
             "threshold": baseline.threshold,
             "metrics": evaluate(bundle.task, y_test, baseline_scores, baseline.threshold, groups=test.groups, **options),
-            "curves": roc_pr_curves(bundle.task, y_test, baseline_scores) if bundle.task.type == "binary" else {},  # per-class curves are drawn for the model alone
+            # with several classes the report draws the model's per-class curves alone
+            "curves": roc_pr_curves(bundle.task, y_test, baseline_scores) if bundle.task.type == "binary" else {},
         }
         steps.advance()
     steps.close()

@@ -13,6 +13,8 @@ from medtorch.evaluation import report
 from medtorch.evaluation.report import MAX_CLASS_CURVES, write_report
 
 FAST = {"model": {"name": "logistic_regression"}, "evaluate": {"bootstrap": 20}}
+pytestmark = pytest.mark.slow  # two small runs (a few seconds)
+
 CONFUSION = "confusion matrix, each row coloured by its share of the true class"
 PER_CLASS_ROC = "ROC and precision-recall curves per class"
 BINARY_ROC = "ROC and precision-recall curves"

@@ -146,7 +146,8 @@ def record_seconds(path: str | Path, fs: float | None = None) -> float:
 def _read_edf(path: Path) -> SignalRecord:
     """An EDF/EDF+ file's signals (its annotation channel left out), every channel at the file's
     highest sampling rate: channels sampled slower (respiration, SpO2 beside EEG in a
-    polysomnogram) are linearly interpolated up, as MNE's ``read_raw_edf`` does."""
+    polysomnogram) are linearly interpolated up (MNE's ``read_raw_edf`` resamples them by FFT
+    instead; linear keeps a slow trend's shape without ringing, and is all these channels need)."""
     import pyedflib
 
     try:

@@ -124,7 +124,7 @@ def conformal_summary(bundle: Any, y: np.ndarray, scores: np.ndarray) -> dict[st
 def roc_pr_curves(task: Task, y: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
     """ROC and precision-recall points, thinned for the report: one curve for a binary task; one
     curve per class against the rest (``{"per_class": {class: curve}}``) for multiclass and
-    multi-label tasks, for each class present and absent in ``y``; ``{}`` for regression."""
+    multi-label tasks, for each class with both positive and negative cases in ``y``; ``{}`` for regression."""
     if task.type == "binary":
         return _curve(np.asarray(y, dtype=int), scores) if len(np.unique(y)) == 2 else {}
     if task.type not in ("multiclass", "multilabel"):
@@ -135,6 +135,7 @@ def roc_pr_curves(task: Task, y: np.ndarray, scores: np.ndarray) -> dict[str, An
 
 
 def _curve(y: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
+    """One ROC and one precision-recall curve of 0/1 ``y`` against ``scores``, at most ``CURVE_POINTS`` points each."""
     from sklearn.metrics import precision_recall_curve, roc_curve
 
     fpr, tpr, _ = roc_curve(y, scores)

@@ -3,10 +3,11 @@
 >>> figures = signal_examples(bundle, test_records)   # [(png, caption), ...]
 
 For a network, integrated gradients (Captum) attribute the predicted class's logit to every
-sample of the input (against a flat signal at the features' training mean); their magnitude,
+sample of the input (against a flat signal with the hand-made features at their training mean); their magnitude,
 summed over the channels, shades the time axis. Models on the hand-made window features
-(gradient boosting, extra trees) have no gradient to the samples, so their examples show the
-signal alone; without Captum (the ``explain`` extra) so do a network's.
+(gradient boosting, extra trees) and the beat default ``rr_linear`` (RR and template features
+alone) have no gradient to the samples, so their examples show the signal alone; without Captum
+(the ``explain`` extra) so do a network's.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def chosen_examples(truth: np.ndarray, called: np.ndarray, classes: list[str]) -
 def signal_attribution(bundle: Any, row: np.ndarray, n_steps: int = 32) -> np.ndarray | None:
     """|Integrated gradients| of the predicted class per time step (summed over channels, averaged
     over ``SMOOTHING_SECONDS``), scaled to [0, 1]; ``None`` for a model without gradients to the
-    samples or without Captum."""
+    samples (gradient boosting, or ``rr_linear`` on the RR features alone) or without Captum."""
     if bundle.kind != "torch":
         return None
     try:
@@ -61,16 +62,16 @@ def signal_attribution(bundle: Any, row: np.ndarray, n_steps: int = 32) -> np.nd
     import torch
 
     preprocessor, model = bundle.preprocessor, bundle.model.eval()
-    inputs = preprocessor.transform(row[None])
+    inputs = preprocessor.transform(row[None]).to(next(model.parameters()).device)
     with torch.no_grad():
         logits = model(inputs)
     target = 0 if logits.shape[1] == 1 else int(logits.argmax(dim=1))
     attributions = IntegratedGradients(model).attribute(inputs, baselines=torch.zeros_like(inputs), target=target, n_steps=n_steps)
-    samples = attributions[0, : preprocessor.channels * preprocessor.length].detach().numpy()
+    samples = attributions[0, : preprocessor.channels * preprocessor.length].detach().cpu().numpy()
     per_step = np.abs(samples.reshape(preprocessor.channels, preprocessor.length)).sum(axis=0)
     width = max(1, int(SMOOTHING_SECONDS * preprocessor.fs))
     per_step = np.convolve(per_step, np.ones(width) / width, mode="same")
-    return per_step / per_step.max() if per_step.max() > 0 else per_step
+    return per_step / per_step.max() if per_step.max() > 0 else None  # all 0: a network on the RR features alone (rr_linear)
 
 
 def example_figure(preprocessor: Any, row: np.ndarray, attribution: np.ndarray | None, title: str) -> bytes:
@@ -94,7 +95,8 @@ def example_figure(preprocessor: Any, row: np.ndarray, attribution: np.ndarray |
             axis.imshow(attribution[None], aspect="auto", cmap="Reds", vmin=0, vmax=1, alpha=0.6, extent=(time[0], time[-1], low, high))
         axis.plot(time, trace, color="black", linewidth=0.7)
         axis.set(ylim=(low, high), ylabel=f"lead {lead + 1}")
-    axes[0, 0].set_title(title + ("\nshading: where the network's evidence lay (|integrated gradients|)" if attribution is not None else ""), fontsize=8)
+    shading = "\nshading: where the network's evidence lay (|integrated gradients|)" if attribution is not None else ""
+    axes[0, 0].set_title(title + shading, fontsize=8)
     axes[-1, 0].set_xlabel("seconds from the R peak" if preprocessor.unit == "beat" else "seconds")
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
