@@ -120,16 +120,21 @@ def multilabel_metrics(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> 
     }
 
 
+def one_vs_rest(task: Task, y: np.ndarray, n_classes: int) -> np.ndarray:
+    """0/1 truth per class, ``(n, n_classes)``: class codes one-hot encoded (multiclass), or the labels as they are (multilabel)."""
+    return np.eye(n_classes, dtype=int)[y.astype(int)] if task.type == "multiclass" else y.astype(int)
+
+
 def per_class_metrics(task: Task, y: np.ndarray, scores: np.ndarray, threshold: float | None = None) -> dict[str, float]:
     """One-vs-rest metrics of each class (multiclass, at argmax) or label (multilabel, at ``threshold``),
     as flat ``"<class>/<metric>"`` keys so the bootstrap treats them like any metric."""
     if task.type not in ("multiclass", "multilabel"):
         return {}
+    truth = one_vs_rest(task, y, scores.shape[1])
     if task.type == "multiclass":
-        truth = np.eye(scores.shape[1])[y.astype(int)]
         called = np.eye(scores.shape[1], dtype=bool)[scores.argmax(axis=1)]
     else:
-        truth, called = y.astype(int), scores >= (0.5 if threshold is None else threshold)
+        called = scores >= (0.5 if threshold is None else threshold)
     result = {}
     for k, name in enumerate(task.classes):
         column = binary_metrics(truth[:, k], scores[:, k], 0.5)  # threshold unused below: the call is given

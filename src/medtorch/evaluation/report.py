@@ -371,8 +371,8 @@ def _confusion_figure(labels: list[str], matrix: list[list[int]]) -> str:
     image = axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     for (row, column), count in np.ndenumerate(counts):
         axis.text(column, row, f"{int(count)}", ha="center", va="center", fontsize=8, color="white" if shares[row, column] > 0.6 else "black")
-    ticks = np.arange(len(labels))
-    axis.set_xticks(ticks, labels, rotation=45 if max(map(len, labels)) > 3 else 0, ha="right" if max(map(len, labels)) > 3 else "center")
+    ticks, slanted = np.arange(len(labels)), max(map(len, labels)) > 3  # words slant so they do not overlap; AAMI letters stay upright
+    axis.set_xticks(ticks, labels, rotation=45 if slanted else 0, ha="right" if slanted else "center")
     axis.set_yticks(ticks, labels)
     axis.set(xlabel="predicted", ylabel="true", title="Confusion matrix (colour: share of the true class)")
     figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04)

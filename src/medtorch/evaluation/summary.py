@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from medtorch.evaluation.metrics import evaluate, per_class_metrics
+from medtorch.evaluation.metrics import evaluate, one_vs_rest, per_class_metrics
 from medtorch.tasks import Task
 
 CALIBRATION_BOOTSTRAP = 200  # each resample refits the calibration slope; 200 keeps intervals stable and fast
@@ -129,7 +129,7 @@ def roc_pr_curves(task: Task, y: np.ndarray, scores: np.ndarray) -> dict[str, An
         return _curve(np.asarray(y, dtype=int), scores) if len(np.unique(y)) == 2 else {}
     if task.type not in ("multiclass", "multilabel"):
         return {}
-    truth = np.eye(scores.shape[1], dtype=int)[y.astype(int)] if task.type == "multiclass" else np.asarray(y, dtype=int)
+    truth = one_vs_rest(task, np.asarray(y), scores.shape[1])
     per_class = {str(name): _curve(truth[:, k], scores[:, k]) for k, name in enumerate(task.classes) if 0 < truth[:, k].sum() < len(truth)}
     return {"per_class": per_class} if per_class else {}
 

@@ -15,7 +15,6 @@ output (the standardised target, before it is scaled back to the target's units)
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ import torch
 
 from medtorch.bundle import Bundle
 from medtorch.errors import ConfigError, MedtorchError
+from medtorch.explain.figures import agg_figure, png_bytes
 
 IMPORTANCE_TITLE = "Feature importance (mean |integrated gradients|)"
 
@@ -144,7 +144,7 @@ def importance_figure(importance: pd.Series, top: int = 15) -> bytes:
     axis.barh([str(name) for name in shown.index], shown.to_numpy(dtype=float), color="#4c72b0")
     axis.set_title(IMPORTANCE_TITLE)
     axis.set_xlabel("mean |attribution| (logit units)")
-    return _png(figure)
+    return png_bytes(figure)
 
 
 def patient_figure(attributions_row: pd.Series, values_row: pd.Series, title: str, top: int = 10) -> bytes:
@@ -158,7 +158,7 @@ def patient_figure(attributions_row: pd.Series, values_row: pd.Series, title: st
     axis.axvline(0, color="black", linewidth=0.8)
     axis.set_title(title)
     axis.set_xlabel("attribution (logit units)")
-    return _png(figure)
+    return png_bytes(figure)
 
 
 def _format_value(value: Any) -> str:
@@ -170,16 +170,5 @@ def _format_value(value: Any) -> str:
 
 
 def _figure(n_bars: int) -> tuple[Any, Any]:
-    """A figure drawn by the Agg canvas without pyplot, so the caller's backend and figures stay untouched."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(6.5, 0.35 * max(n_bars, 1) + 1.4))
-    FigureCanvasAgg(figure)
+    figure = agg_figure((6.5, 0.35 * max(n_bars, 1) + 1.4))
     return figure, figure.add_subplot()
-
-
-def _png(figure: Any) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    return buffer.getvalue()

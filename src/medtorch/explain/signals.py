@@ -12,10 +12,11 @@ alone) have no gradient to the samples, so their examples show the signal alone;
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import numpy as np
+
+from medtorch.explain.figures import agg_figure, png_bytes
 
 MAX_EXAMPLES = 8  # one wrong and one right example of the first four classes (or every class, when fewer)
 SHOWN_LEADS = 2  # more leads than two make each trace too thin to read
@@ -77,18 +78,14 @@ def signal_attribution(bundle: Any, row: np.ndarray, n_steps: int = 32) -> np.nd
 def example_figure(preprocessor: Any, row: np.ndarray, attribution: np.ndarray | None, title: str) -> bytes:
     """The sample's first leads against time (seconds from the R peak for a beat), over its
     attribution as a shaded band when there is one."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from medtorch.data.signal_io import beat_window
 
     length, fs = preprocessor.length, preprocessor.fs
     signal = row[: preprocessor.channels * length].reshape(preprocessor.channels, length)[: min(preprocessor.leads, SHOWN_LEADS)]
     start = -beat_window(fs)[0] / fs if preprocessor.unit == "beat" else 0.0
     time = start + np.arange(length) / fs
-    figure, axes = plt.subplots(len(signal), 1, figsize=(6, 1.2 + 1.1 * len(signal)), sharex=True, squeeze=False)
+    figure = agg_figure((6, 1.2 + 1.1 * len(signal)))
+    axes = figure.subplots(len(signal), 1, sharex=True, squeeze=False)
     for lead, (axis, trace) in enumerate(zip(axes[:, 0], signal)):
         low, high = float(trace.min()), float(trace.max()) + 1e-6
         if attribution is not None:
@@ -98,7 +95,4 @@ def example_figure(preprocessor: Any, row: np.ndarray, attribution: np.ndarray |
     shading = "\nshading: where the network's evidence lay (|integrated gradients|)" if attribution is not None else ""
     axes[0, 0].set_title(title + shading, fontsize=8)
     axes[-1, 0].set_xlabel("seconds from the R peak" if preprocessor.unit == "beat" else "seconds")
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    plt.close(figure)
-    return buffer.getvalue()
+    return png_bytes(figure, dpi=100)
