@@ -101,8 +101,13 @@ CANDIDATES = {  # settings a benchmark may choose among on validation; "defaults
     # the CNN's validation 0.912)
     "rhythm_shape_features_extra_trees_whole_segment": {"model": {"name": "extra_trees"}, "data": {"window_seconds": 23.5}},
 }
-DEFAULT_WINDOW_MODELS_NOTE = "`hist_gradient_boosting` and `cnn_rr` (and `extra_trees` too after commit 2a4d6b9; the rows `boosting_or_cnn` are the defaults without it)"
-RETIRED_CANDIDATES = {  # rows kept in the JSON whose code was reverted after validation passed them over (not rerunnable)
+DEFAULT_WINDOW_MODELS_NOTE = (
+    "`hist_gradient_boosting` and `cnn_rr` (and `extra_trees` too after commit 2a4d6b9, and `minirocket` after 2026-12-03's afternoon; "
+    "the rows `boosting_or_cnn` are the defaults without the last two, `boosting_trees_or_cnn` without `minirocket`)"
+)
+RETIRED_CANDIDATES = {  # rows kept in the JSON whose code is gone (reverted after validation passed them over, or defaults since changed)
+    "boosting_trees_or_cnn": "the defaults of commit d546f75, which chose on validation among `hist_gradient_boosting`, `extra_trees` "
+    "and `cnn_rr`, without `minirocket`",
     "boosting_or_cnn": "the defaults of commit 2a4d6b9 (a80dac7 for CinC, whose 30-s windows equal the median-length default there), "
     "which chose on validation between `hist_gradient_boosting` and `cnn_rr` alone, without `extra_trees`",
     "background_rhythm_features": "the defaults of commit 20dfa07, whose beats had four more RR features: the variation, successive "
@@ -657,8 +662,10 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         "command and candidates table), which are not defaults, except MIT-BIH's: a linear model on the RR and template "
         "features became the beat default on 2026-12-01 (its defaults row is that), and on 2026-12-02 a beat template that leaves "
         "premature beats out (row `nonpremature_template`; the defaults row is the defaults before it); and CinC's and Bonn's: since 2026-12-03 "
-        "a window run with no model named fits gradient boosting and extra trees on the window features and `cnn_rr`, and keeps the one validation "
-        "scores best, on windows of the records' median length up to 30 s (their defaults rows are that; the rows `boosting_or_cnn` lacked extra trees, "
+        "a window run with no model named fits gradient boosting and extra trees on the window features, `cnn_rr`, and since that afternoon `minirocket` "
+        "(MiniRocket on the samples averaged with extra trees on the features), and keeps the one validation "
+        "scores best, on windows of the records' median length up to 30 s (their defaults rows are that; the rows `boosting_trees_or_cnn` lacked "
+        "`minirocket`, `boosting_or_cnn` lacked extra trees too, "
         "`model_choice_10s_windows` and `model_choice_30s_windows` are that choice on fixed 10-s and 30-s windows, and `first_defaults` the first defaults, "
         "`cnn_rr` with balanced weights and patience 6 on 10-s windows). The window features grew while these runs were made "
         "(17, then 37 on 2026-12-01 with candidates named `waveform_features_...`, then 43 with `spike_features_...`, "

@@ -131,7 +131,7 @@ def test_train_on_labelled_af_records_classifies_fixed_windows(tmp_path, shared_
     assert sum(metrics["splits"][part]["patients"] for part in ("train", "val", "test")) == 48  # the record is the group
     config = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert config["data"]["unit"] == "window" and config["data"]["sampling_rate"] == 128.0 and config["data"]["window_seconds"] == 30
-    assert config["model"]["name"] == metrics["training"]["model_selection"]["chosen"] in ("hist_gradient_boosting", "extra_trees", "cnn_rr")
+    assert config["model"]["name"] == metrics["training"]["model_selection"]["chosen"] in ("hist_gradient_boosting", "extra_trees", "minirocket", "cnn_rr")
     process = run_cli("predict", tmp_path / "run" / "bundle", data / "A00001.hea", "--out", tmp_path / "windows.csv")
     assert process.returncode == 0, process.stderr
     assert pd.read_csv(tmp_path / "windows.csv")["input"].tolist() == ["A00001@0.0s"]  # a 30-s record, one 30-s window

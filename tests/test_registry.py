@@ -14,7 +14,7 @@ from medtorch.registry import create_model, get_model_entry, list_models, regist
 from medtorch.tasks import BinaryTask, MulticlassTask
 
 TORCH_TABULAR = list_models(modality="tabular", kind="torch")
-SKLEARN = list_models(kind="sklearn")
+SKLEARN = list_models(modality="any", kind="sklearn")  # on any feature matrix; minirocket reads signal samples (tests/models/test_rocket.py)
 LEARNERS = [name for name in SKLEARN if name != "prior"]  # the prior baseline learns no features, by design
 
 

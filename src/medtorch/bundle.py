@@ -33,6 +33,7 @@ from medtorch.version import BUNDLE_FORMAT_VERSION, __version__
 
 CONFIG_FILE = "medtorch.json"
 TRUSTED_PREFIXES = ("sklearn.", "numpy.", "builtins.", "collections.")
+TRUSTED_TYPES = ("medtorch.models.rocket.MiniRocket", "medtorch.models.rocket.MiniRocketClassifier")  # plain numpy state, no code
 
 
 @dataclass
@@ -68,10 +69,10 @@ class Bundle:
         return self.calibrator.transform(scores) if calibrated and self.calibrator is not None else scores
 
     def _model_scores(self, inputs: Any) -> np.ndarray:
-        from medtorch.inference import predict_scores, sklearn_scores
+        from medtorch.inference import predict_scores, sklearn_matrix, sklearn_scores
 
         if self.kind == "sklearn":
-            return sklearn_scores(self.model, self.task, self.preprocessor.feature_matrix(inputs))
+            return sklearn_scores(self.model, self.task, sklearn_matrix(self.preprocessor, inputs, get_model_entry(self.model_name).reads))
         targets = np.zeros(len(inputs))
         scores = predict_scores(self.model, self.task, self.preprocessor.dataset(inputs, targets))
         if not self.test_time_augmentation:
@@ -291,7 +292,7 @@ def _load_skops(path: Path) -> Any:
     import skops.io
 
     untrusted = skops.io.get_untrusted_types(file=path)
-    refused = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
+    refused = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES) and t not in TRUSTED_TYPES]
     if refused:
         raise BundleError(f"{path} contains object types outside scikit-learn/numpy: {', '.join(refused[:5])}")
     return skops.io.load(path, trusted=untrusted)

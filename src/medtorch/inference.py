@@ -49,6 +49,12 @@ def _input_batches(inputs: torch.Tensor | Dataset, batch_size: int):
         yield batch[0] if isinstance(batch, (list, tuple)) else batch  # the inputs of (x, y) pairs
 
 
+def sklearn_matrix(preprocessor: Any, inputs: Any, reads: str) -> np.ndarray:
+    """The matrix a scikit-learn model reads (its registry entry's ``reads``): the feature matrix, or the
+    whole preprocessed rows for a model that reads the samples itself."""
+    return preprocessor.transform(inputs).numpy() if reads == "samples" else preprocessor.feature_matrix(inputs)
+
+
 def sklearn_scores(model: Any, task: Any, features: np.ndarray) -> np.ndarray:
     """Scores of a fitted scikit-learn estimator in the same form as :func:`predict_scores`."""
     if task.type == "regression":

@@ -199,8 +199,11 @@ def fit_bundle(
     if entry.kind == "sklearn":
         if cfg.train.ensemble > 1:
             raise ConfigError(f"train.ensemble averages neural networks; {entry.name} is a scikit-learn model")
-        kwargs = _checked_kwargs(entry, {"task_type": task.type, "seed": cfg.train.seed, **cfg.model.kwargs()})
-        features = (preprocessor.feature_matrix(train_records.inputs), preprocessor.feature_matrix(val_records.inputs))
+        from medtorch.inference import sklearn_matrix
+
+        reading = preprocessor.model_kwargs() if entry.reads == "samples" else {}
+        kwargs = _checked_kwargs(entry, {"task_type": task.type, "seed": cfg.train.seed, **reading, **cfg.model.kwargs()})
+        features = tuple(sklearn_matrix(preprocessor, part.inputs, entry.reads) for part in (train_records, val_records))
         model, training = _fit_sklearn(entry.name, kwargs, task, cfg.train.class_weights, features, (y_train, y_val))
     else:
         kwargs = _checked_kwargs(entry, {**preprocessor.model_kwargs(), "out_features": task.out_features, **cfg.model.kwargs()})
@@ -238,8 +241,10 @@ def _fit_sklearn(
         weights = _sample_weights(task, y_train, option)
         return model.fit(x_train, _sklearn_target(task, y_train), **({} if weights is None else {"sample_weight": weights}))
 
-    # on small tables, OpenMP threads cost more than they give (and oversubscribe busy machines)
-    with threadpool_limits(1 if len(x_train) < 20_000 else None):
+    # on small tables, OpenMP threads cost more than they give (and oversubscribe busy machines); a model that
+    # convolves the samples itself (MiniRocket) gains from them at any size
+    small = len(x_train) < 20_000 and get_model_entry(name).reads == "features"
+    with threadpool_limits(1 if small else None):
         if class_weights == "auto" and task.type in ("binary", "multiclass"):
             chosen, model, scores = _choose_weighting(task, y_val, fit, lambda model: sklearn_scores(model, task, x_val))
             return model, {"class_weights": {"chosen": chosen, "validation": scores}}

@@ -42,7 +42,10 @@ class ModelEntry:
     """A registered model factory.
 
     ``kind`` is ``"torch"`` for an ``nn.Module`` trained by the medtorch trainer, or
-    ``"sklearn"`` for a scikit-learn estimator fitted on the preprocessed features.
+    ``"sklearn"`` for a scikit-learn estimator fitted on the preprocessed features. ``reads`` says what a
+    scikit-learn model is given: ``"features"`` (the modality's feature matrix; a signal's hand-made
+    features alone) or ``"samples"`` (the whole preprocessed row a network reads, with the preprocessor's
+    ``model_kwargs`` to read it by, for models that transform raw samples themselves, e.g. MiniRocket).
     """
 
     name: str
@@ -51,21 +54,24 @@ class ModelEntry:
     kind: str = "torch"
     description: str = ""
     defaults: dict[str, Any] = field(default_factory=dict)
+    reads: str = "features"
 
 
 _MODELS: dict[str, ModelEntry] = {}
 
 
 def register_model(
-    name: str, *, modality: str, kind: str = "torch", **defaults: Any
+    name: str, *, modality: str, kind: str = "torch", reads: str = "features", **defaults: Any
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register a model factory under ``name``; ``defaults`` are training hints (e.g. ``lr``)."""
+    """Register a model factory under ``name``; ``defaults`` are training hints (e.g. ``lr``); ``reads``: see :class:`ModelEntry`."""
 
     def decorator(factory: Callable[..., Any]) -> Callable[..., Any]:
         if name in _MODELS and _MODELS[name].factory is not factory:
             raise ValueError(f"model {name!r} is already registered")
         doc = (factory.__doc__ or "").strip().splitlines()
-        _MODELS[name] = ModelEntry(name, modality, factory, kind, doc[0] if doc else "", defaults)
+        if reads not in ("features", "samples"):
+            raise ValueError(f"model {name!r}: reads must be 'features' or 'samples', not {reads!r}")
+        _MODELS[name] = ModelEntry(name, modality, factory, kind, doc[0] if doc else "", defaults, reads)
         return factory
 
     return decorator

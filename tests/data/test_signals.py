@@ -170,7 +170,7 @@ def test_preprocessor_round_trips_through_json_and_refuses_a_wrong_shape(wfdb_fo
         fitted.transform(records.inputs[:5, 10:])
 
 
-@pytest.mark.parametrize("name", list_models(modality="signal"))
+@pytest.mark.parametrize("name", list_models(modality="signal", kind="torch"))
 def test_every_signal_model_maps_flat_beats_to_class_logits_and_learns(name):
     torch.manual_seed(0)
     model = create_model(name, in_channels=2, length=252, n_extra=7, out_features=5)
@@ -573,7 +573,7 @@ def test_rr_mlp_tells_beats_off_the_rhythm_either_way_where_a_linear_model_canno
     assert accuracy("rr_mlp") > 0.95 and accuracy("rr_linear") < 0.8
 
 
-@pytest.mark.parametrize("name", list_models(modality="signal"))
+@pytest.mark.parametrize("name", list_models(modality="signal", kind="torch"))
 def test_every_signal_model_reads_ten_second_windows(name):
     model = create_model(name, in_channels=1, length=1280, n_extra=len(signal_io.WINDOW_FEATURES), out_features=4)
     assert model(torch.randn(3, 1280 + len(signal_io.WINDOW_FEATURES))).shape == (3, 4)
