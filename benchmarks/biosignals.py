@@ -106,6 +106,9 @@ DEFAULT_WINDOW_MODELS_NOTE = (
     "the rows `boosting_or_cnn` are the defaults without the last two, `boosting_trees_or_cnn` without `minirocket`)"
 )
 RETIRED_CANDIDATES = {  # rows kept in the JSON whose code is gone (reverted after validation passed them over, or defaults since changed)
+    "minirocket_shared_biases": "the defaults of commit 3d0cbea, whose MiniRocket drew one training window per dilation and one set "
+    "of bias quantiles for all 84 kernels there, and padded whole dilations, where the published transform draws a window and "
+    "quantiles per kernel and alternates padding kernel by kernel",
     "boosting_trees_or_cnn": "the defaults of commit d546f75, which chose on validation among `hist_gradient_boosting`, `extra_trees` "
     "and `cnn_rr`, without `minirocket`",
     "boosting_or_cnn": "the defaults of commit 2a4d6b9 (a80dac7 for CinC, whose 30-s windows equal the median-length default there), "

@@ -169,14 +169,16 @@ def test_bundle_from_a_newer_medtorch_asks_for_an_upgrade(torch_bundle, tmp_path
         load_bundle(path)
 
 
-def test_skops_file_with_a_non_sklearn_type_is_refused(sklearn_bundle, tmp_path):
-    """A scikit-learn pipeline smuggling ``os.system`` in: its hash is valid, its types are not."""
+@pytest.mark.parametrize(("smuggled", "name"), [(os.system, "system"), (eval, "builtins.eval"), (load_bundle, "medtorch.bundle.load_bundle")])
+def test_skops_file_with_a_non_sklearn_type_is_refused(sklearn_bundle, tmp_path, smuggled, name):
+    """A scikit-learn pipeline smuggling a function in: its hash is valid, its types are not (a builtin or
+    a medtorch function no more than ``os.system``: only MiniRocket's two classes are trusted by name)."""
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer
 
-    sklearn_bundle.model = make_pipeline(FunctionTransformer(func=os.system), sklearn_bundle.model)
+    sklearn_bundle.model = make_pipeline(FunctionTransformer(func=smuggled), sklearn_bundle.model)
     path = save_bundle(sklearn_bundle, tmp_path / "bundle")
-    with pytest.raises(BundleError, match=r"contains object types outside scikit-learn/numpy: .*system"):
+    with pytest.raises(BundleError, match=rf"contains object types outside scikit-learn/numpy: .*{name}"):
         load_bundle(path)
 
 

@@ -32,8 +32,10 @@ from medtorch.tasks import Task, task_from_config
 from medtorch.version import BUNDLE_FORMAT_VERSION, __version__
 
 CONFIG_FILE = "medtorch.json"
-TRUSTED_PREFIXES = ("sklearn.", "numpy.", "builtins.", "collections.")
-TRUSTED_TYPES = ("medtorch.models.rocket.MiniRocket", "medtorch.models.rocket.MiniRocketClassifier")  # plain numpy state, no code
+# skops trusts plain builtins itself; what it reports beyond them must be scikit-learn's or NumPy's, or one of ours
+# with no code of its own on load (skops restores its attributes: arrays, lists and scikit-learn estimators)
+TRUSTED_PREFIXES = ("sklearn.", "numpy.")
+TRUSTED_TYPES = ("medtorch.models.rocket.MiniRocket", "medtorch.models.rocket.MiniRocketClassifier")
 
 
 @dataclass

@@ -153,15 +153,18 @@ def fit_model(
 def resolve_candidates(cfg: RunConfig, modality: Modality, task: Task, n_train: int) -> list[RunConfig]:
     """``cfg`` resolved (:func:`resolve_config`) for each model :func:`fit_model` will choose among: the one
     the user named, else the modality's defaults (:meth:`Modality.default_models`). Model settings without a
-    name go to the defaults that take them; a deep ensemble (``train.ensemble`` > 1) keeps the networks."""
-    return [resolve_config(cfg, modality, task, n_train, model) for model in model_candidates(cfg, modality)]
+    name go to the defaults that take them; a deep ensemble (``train.ensemble`` > 1) keeps the networks; a
+    default that cannot learn the task (its registry entry's ``task_types``) is left out."""
+    return [resolve_config(cfg, modality, task, n_train, model) for model in model_candidates(cfg, modality, task.type)]
 
 
-def model_candidates(cfg: RunConfig, modality: Modality) -> list[dict[str, Any]]:
+def model_candidates(cfg: RunConfig, modality: Modality, task_type: str | None = None) -> list[dict[str, Any]]:
     """The model settings of :func:`resolve_candidates`."""
     if cfg.model.name:
         return [{"name": cfg.model.name}]
     defaults = modality.default_models(cfg.data)
+    if task_type is not None:
+        defaults = [d for d in defaults if get_model_entry(d["name"]).learns(task_type)] or defaults
     if cfg.train.ensemble > 1:
         defaults = [d for d in defaults if get_model_entry(d["name"]).kind == "torch"] or defaults
     kwargs = cfg.model.kwargs()
@@ -536,7 +539,7 @@ def resolve_config(cfg: RunConfig, modality: Modality, task: Task, n_train: int,
     ``model`` (settings with a ``name``; by default the first of :func:`model_candidates`)."""
     from medtorch.training import auto_batch_size
 
-    model = model or model_candidates(cfg, modality)[0]
+    model = model or model_candidates(cfg, modality, task.type)[0]
     entry = get_model_entry(model["name"])
     train_updates = {k: v for k, v in modality.train_defaults.items() if k not in cfg.train.model_fields_set}
     if task.type == "regression" and cfg.train.class_weights == "auto":

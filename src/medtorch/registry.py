@@ -46,6 +46,8 @@ class ModelEntry:
     scikit-learn model is given: ``"features"`` (the modality's feature matrix; a signal's hand-made
     features alone) or ``"samples"`` (the whole preprocessed row a network reads, with the preprocessor's
     ``model_kwargs`` to read it by, for models that transform raw samples themselves, e.g. MiniRocket).
+    ``task_types`` lists the tasks it can learn (``None``: every one); a modality's default that cannot
+    learn a run's task is left out of the run's candidates.
     """
 
     name: str
@@ -55,15 +57,20 @@ class ModelEntry:
     description: str = ""
     defaults: dict[str, Any] = field(default_factory=dict)
     reads: str = "features"
+    task_types: tuple[str, ...] | None = None
+
+    def learns(self, task_type: str) -> bool:
+        return self.task_types is None or task_type in self.task_types
 
 
 _MODELS: dict[str, ModelEntry] = {}
 
 
 def register_model(
-    name: str, *, modality: str, kind: str = "torch", reads: str = "features", **defaults: Any
+    name: str, *, modality: str, kind: str = "torch", reads: str = "features", task_types: tuple[str, ...] | None = None, **defaults: Any
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register a model factory under ``name``; ``defaults`` are training hints (e.g. ``lr``); ``reads``: see :class:`ModelEntry`."""
+    """Register a model factory under ``name``; ``defaults`` are training hints (e.g. ``lr``); ``reads`` and
+    ``task_types``: see :class:`ModelEntry`."""
 
     def decorator(factory: Callable[..., Any]) -> Callable[..., Any]:
         if name in _MODELS and _MODELS[name].factory is not factory:
@@ -71,7 +78,7 @@ def register_model(
         doc = (factory.__doc__ or "").strip().splitlines()
         if reads not in ("features", "samples"):
             raise ValueError(f"model {name!r}: reads must be 'features' or 'samples', not {reads!r}")
-        _MODELS[name] = ModelEntry(name, modality, factory, kind, doc[0] if doc else "", defaults, reads)
+        _MODELS[name] = ModelEntry(name, modality, factory, kind, doc[0] if doc else "", defaults, reads, task_types)
         return factory
 
     return decorator
