@@ -97,7 +97,11 @@ def create_model(name: str, **kwargs: Any) -> Any:
 
     >>> model = create_model("mlp", in_features=4, out_features=1)
     """
-    return get_model_entry(name).factory(**kwargs)
+    entry = get_model_entry(name)
+    task_type = kwargs.get("task_type")
+    if task_type is not None and not entry.learns(task_type):
+        raise ConfigError(f"model {name!r} learns {' or '.join(entry.task_types or ())} targets, not a {task_type} one")
+    return entry.factory(**kwargs)
 
 
 def list_models(modality: str | None = None, kind: str | None = None) -> list[str]:

@@ -2,11 +2,12 @@
 
 MiniRocket convolves each window with 84 fixed kernels of length 9 at dilations spread over the window,
 and keeps, per kernel and dilation, the proportion of positive values (PPV) above a few biases drawn from
-the training windows. A linear model on those ten thousand features is among the strongest time-series
-classifiers and needs no training of the convolutions. Written here in PyTorch (``conv1d`` and a sort)
-rather than taken from sktime/aeon, which would pull numba and their own scikit-learn pins for 100 lines.
+the training windows. A linear model on those 9,996 features is among the strongest time-series
+classifiers and needs no training of the convolutions. Written here in PyTorch (``conv1d``, with the counting
+in NumPy) rather than taken from sktime/aeon, which would pull numba and their own scikit-learn pins for 100 lines.
+Registered as ``minirocket`` in :mod:`medtorch.models.signals`, which imports this module only when it is built.
 
->>> clf = create_model("minirocket", task_type="multiclass", in_channels=1, length=4096, n_extra=63).fit(x, y)
+>>> clf = MiniRocketClassifier(in_channels=1, length=4096, n_extra=63).fit(x, y)
 """
 
 from __future__ import annotations
@@ -17,9 +18,6 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 
-from medtorch.errors import ConfigError
-from medtorch.registry import register_model
-
 KERNEL_LENGTH = 9
 GOLDEN = (np.sqrt(5) - 1) / 2  # low-discrepancy quantiles for the biases, as in the paper
 BATCH = 16  # windows convolved at once: 16 x 84 x length floats per dilation
@@ -28,6 +26,9 @@ BATCH = 16  # windows convolved at once: 16 x 84 x length floats per dilation
 def _kernels() -> np.ndarray:
     """The 84 kernels: weight 2 at three of the nine positions, -1 elsewhere (each sums to zero)."""
     return np.array([[2.0 if i in chosen else -1.0 for i in range(KERNEL_LENGTH)] for chosen in combinations(range(KERNEL_LENGTH), 3)], dtype=np.float32)
+
+
+KERNELS = _kernels()
 
 
 class MiniRocket(TransformerMixin, BaseEstimator):
@@ -51,7 +52,7 @@ class MiniRocket(TransformerMixin, BaseEstimator):
         import torch
 
         x = _windows(x)
-        n_kernels = len(_kernels())
+        n_kernels = len(KERNELS)
         per_kernel = max(1, self.n_features // n_kernels)
         self.dilations_, biases_per_dilation = _dilations(x.shape[-1], per_kernel, self.max_dilations)
         rng = np.random.default_rng(self.seed)
@@ -81,10 +82,9 @@ class MiniRocket(TransformerMixin, BaseEstimator):
     def _convolve(self, batch: Any, index: int, dilation: int) -> Any:
         """``(batch, 84, length)``: each kernel on its subset of the channels (summed first: the kernel is linear)."""
         import torch
-        import torch.nn.functional as F
 
-        if batch.shape[1] == 1:  # every kernel reads the one channel: a plain convolution, faster than the grouped one
-            return F.conv1d(batch, torch.from_numpy(_kernels())[:, None, :], dilation=dilation, padding=(KERNEL_LENGTH // 2) * dilation)
+        if batch.shape[1] == 1:  # every kernel reads the one channel
+            return _respond(batch, dilation)
         return _respond(torch.einsum("bcl,kc->bkl", batch, torch.from_numpy(self.channels_[index])), dilation)
 
     def _ppv(self, batch: Any, index: int, dilation: int) -> Any:
@@ -126,13 +126,14 @@ def _quantiles(ordered: np.ndarray, levels: np.ndarray) -> np.ndarray:
     return (low + (position - below) * (high - low)).astype(np.float32)
 
 
-def _respond(mixed: Any, dilation: int) -> Any:
-    """Kernel ``k`` on channel ``k`` of ``(batch, 84, length)``, zero-padded to keep the length."""
+def _respond(x: Any, dilation: int) -> Any:
+    """``(batch, 84, length)`` responses, zero-padded to keep the length: every kernel on a one-channel ``x``
+    (a plain convolution), or kernel ``k`` on channel ``k`` of an 84-channel ``x`` (a grouped one)."""
     import torch
     import torch.nn.functional as F
 
-    kernels = torch.from_numpy(_kernels())[:, None, :]
-    return F.conv1d(mixed, kernels, dilation=dilation, padding=(KERNEL_LENGTH // 2) * dilation, groups=len(kernels))
+    groups = 1 if x.shape[1] == 1 else len(KERNELS)
+    return F.conv1d(x, torch.from_numpy(KERNELS)[:, None, :], dilation=dilation, padding=(KERNEL_LENGTH // 2) * dilation, groups=groups)
 
 
 def _windows(x: np.ndarray) -> np.ndarray:
@@ -170,10 +171,11 @@ class MiniRocketClassifier(ClassifierMixin, BaseEstimator):
         self.n_features, self.C, self.trees, self.seed = n_features, C, trees, seed
 
     def fit(self, x: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> MiniRocketClassifier:
-        from sklearn.ensemble import ExtraTreesClassifier
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
+
+        from medtorch.registry import create_model
 
         samples, extra = self._split(x)
         self.rocket_ = MiniRocket(self.n_features, seed=self.seed).fit(samples)
@@ -182,7 +184,7 @@ class MiniRocketClassifier(ClassifierMixin, BaseEstimator):
         self.classes_ = self.linear_.classes_
         self.trees_ = None
         if self.trees and self.n_extra:
-            self.trees_ = ExtraTreesClassifier(n_estimators=self.trees, max_leaf_nodes=256, random_state=self.seed)
+            self.trees_ = create_model("extra_trees", task_type="multiclass", seed=self.seed, n_estimators=self.trees)  # the registry's, bounded
             self.trees_.fit(extra, y, sample_weight=sample_weight)
             assert np.array_equal(self.trees_.classes_, self.classes_)  # both sort the labels: their probabilities line up
         return self
@@ -203,13 +205,3 @@ class MiniRocketClassifier(ClassifierMixin, BaseEstimator):
         if x.ndim != 2 or x.shape[1] != n_samples + self.n_extra:
             raise ValueError(f"expected rows of {self.in_channels} x {self.length} samples and {self.n_extra} features, got shape {x.shape}")
         return x[:, :n_samples].reshape(len(x), self.in_channels, self.length), x[:, n_samples:]
-
-
-@register_model("minirocket", modality="signal", kind="sklearn", reads="samples", task_types=("binary", "multiclass"))
-def minirocket(
-    task_type: str, in_channels: int, length: int, n_extra: int = 0, seed: int = 0, n_features: int = 10_000, C: float = 0.01, trees: int = 300
-) -> MiniRocketClassifier:
-    """MiniRocket features of the windows through logistic regression, averaged with extra trees on the window features."""
-    if task_type not in ("binary", "multiclass"):
-        raise ConfigError(f"minirocket classifies one label per window (binary or multiclass), not a {task_type} target")
-    return MiniRocketClassifier(in_channels, length, n_extra, n_features=n_features, C=C, trees=trees, seed=seed)

@@ -1,5 +1,6 @@
 """Biosignal classifiers: a 1-D ResNet, a GRU (the seeds' RNN), a CNN that also reads RR features,
-and a linear model and a small perceptron on RR features and a coarse beat shape.
+a linear model and a small perceptron on RR features and a coarse beat shape, and MiniRocket
+(:mod:`medtorch.models.rocket`, a scikit-learn model on the samples).
 
 Every model takes the signal modality's flat input, ``(batch, leads * length + n_extra)``: the
 beat (or window) samples lead after lead, then ``n_extra`` hand-made features (RR intervals).
@@ -9,6 +10,8 @@ Written here rather than taken from MONAI, whose networks are 2-D/3-D image mode
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
@@ -146,3 +149,13 @@ def rr_mlp(in_channels: int, length: int, out_features: int, n_extra: int = 0, s
     """``rr_linear`` with one hidden layer: still only the hand-made features (no beat shape by
     default), but able to combine them (an early beat *with* a P wave unlike the patient's own)."""
     return FeatureHead(in_channels, length, n_extra, out_features, shape_points, hidden, dropout, name="rr_mlp")
+
+
+@register_model("minirocket", modality="signal", kind="sklearn", reads="samples", task_types=("binary", "multiclass"))
+def minirocket(
+    task_type: str, in_channels: int, length: int, n_extra: int = 0, seed: int = 0, n_features: int = 10_000, C: float = 0.01, trees: int = 300
+) -> Any:
+    """MiniRocket features of the windows through logistic regression, averaged with extra trees on the window features."""
+    from medtorch.models.rocket import MiniRocketClassifier  # scikit-learn, only when built: not on the CLI's start-up path
+
+    return MiniRocketClassifier(in_channels, length, n_extra, n_features=n_features, C=C, trees=trees, seed=seed)
