@@ -237,6 +237,64 @@ def test_the_kept_networks_learning_curves_are_the_runs_train_log(candidates_run
     assert not list(folder.glob("checkpoint*.safetensors"))
 
 
+def _run_with_defaults(folder, defaults: list[str], **train_settings):
+    from medtorch.data.tabular import Tabular
+
+    overrides = {"data": {"split_column": "split"}, "train": {"epochs": 4, **train_settings}, "evaluate": {"bootstrap": 0, "baselines": False}}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Tabular, "default_models", lambda self, data_config: [{"name": name} for name in defaults])
+        return medtorch.train(_three_classes(), target="y", out=folder / "run", overrides=overrides, progress=False)
+
+
+@pytest.fixture(scope="module")
+def cross_validated_run(tmp_path_factory):
+    """Two scikit-learn defaults (the trivial prior and logistic regression) and a network."""
+    return _run_with_defaults(tmp_path_factory.mktemp("cross_validated"), ["prior", "logistic_regression", "mlp"])
+
+
+def test_several_scikit_learn_defaults_are_compared_by_cv_in_training_and_only_their_best_meets_the_networks(cross_validated_run):
+    choice = cross_validated_run.metrics["training"]["model_selection"]
+    assert list(choice["cross_validation"]) == ["prior", "logistic_regression"]
+    assert choice["cross_validation"]["logistic_regression"] > choice["cross_validation"]["prior"] + 0.2
+    assert list(choice["validation"]) == ["logistic_regression", "mlp"]  # the prior was never fitted on all the training rows
+    report = (cross_validated_run.out_dir / "report.html").read_text()
+    assert "scikit-learn model (CV in training)" in report and f"prior: {choice['cross_validation']['prior']:.3f}" in report
+
+
+def test_the_cv_score_is_the_macro_f1_of_out_of_fold_predictions_over_the_training_rows(cross_validated_run):
+    from sklearn.metrics import f1_score
+    from sklearn.model_selection import cross_val_predict
+
+    from medtorch.data.splits import group_kfold
+    from medtorch.registry import create_model
+
+    bundle, frame = cross_validated_run.bundle, _three_classes()
+    training = frame[frame.split == "train"].drop(columns=["y", "split"])
+    x, y = bundle.preprocessor.feature_matrix(training), bundle.task.encode(frame.y[frame.split == "train"].to_numpy())
+    folds = group_kfold(frame.y[frame.split == "train"].to_numpy(), None, n_splits=3, seed=0)
+    predicted = cross_val_predict(create_model("logistic_regression", task_type="multiclass", seed=0), x, y, cv=folds, method="predict_proba")
+    expected = f1_score(y, predicted.argmax(axis=1), average="macro")
+    assert cross_validated_run.metrics["training"]["model_selection"]["cross_validation"]["logistic_regression"] == pytest.approx(expected, abs=1e-4)
+
+
+def test_selection_folds_0_compares_every_default_on_validation(tmp_path):
+    choice = _run_with_defaults(tmp_path, ["prior", "logistic_regression", "mlp"], selection_folds=0).metrics["training"]["model_selection"]
+    assert "cross_validation" not in choice and list(choice["validation"]) == ["prior", "logistic_regression", "mlp"]
+
+
+def test_a_fold_that_would_train_without_a_class_leaves_the_choice_to_validation():
+    from medtorch.config import parse_config
+    from medtorch.data.base import Records
+    from medtorch.pipeline import _cross_validate_sklearn
+    from medtorch.tasks import infer_task
+
+    target = np.array(["a"] * 20 + ["b"] * 2)  # the two "b" rows are one patient's: some fold trains without them
+    records = Records(inputs=pd.DataFrame({"x": np.arange(22.0)}), target=target, groups=np.array([*range(20), 99, 99]))
+    candidates = [parse_config({"model": {"name": name}}) for name in ("prior", "logistic_regression")]
+    task = infer_task(target)
+    assert _cross_validate_sklearn(records, task, candidates, preprocessor=None) == {}
+
+
 def test_a_scikit_learn_default_on_a_multi_label_target_is_fitted_unweighted():
     """A modality's default weighting (sqrt for signals) would be refused by a scikit-learn model on labels; one the user sets is not overridden."""
     from medtorch.config import parse_config

@@ -44,7 +44,8 @@ def write_report(
         _section("Data", "Samples, patients and classes in each split.", _splits_table(summary["splits"])),
         _section(
             "Choices made on validation",
-            "What the run fitted several ways and kept by its validation score (macro F1 with several classes, AUROC with two).",
+            "What the run fitted several ways and kept by its validation score (macro F1 with several classes, AUROC with two); "
+            "several scikit-learn models are first compared by cross-validation inside the training records, and their best goes on.",
             _choices_table(summary.get("training")),
         ),
         _checks(summary.get("checks")),
@@ -290,10 +291,18 @@ def _choices_table(training: dict[str, Any] | None) -> str:
     rows = []
     for label, key in (("model", "model_selection"), ("class weights", "class_weights")):
         choice = (training or {}).get(key)
-        if isinstance(choice, dict) and "validation" in choice:
-            scores = ", ".join(f"{html.escape(name)}: {'n/a' if score is None else f'{score:.3f}'}" for name, score in choice["validation"].items())
-            rows.append(f"<tr><td>{label}</td><td>{html.escape(str(choice['chosen']))}</td><td class=text>{scores}</td></tr>")
-    return "<table><tr><th>choice</th><th>kept</th><th>validation scores</th></tr>" + "".join(rows) + "</table>" if rows else ""
+        if not (isinstance(choice, dict) and "validation" in choice):
+            continue
+        if choice.get("cross_validation"):  # the scikit-learn models compared inside the training records first
+            finalist = next(name for name in choice["validation"] if name in choice["cross_validation"])
+            rows.append(_choice_row("scikit-learn model (CV in training)", finalist, choice["cross_validation"]))
+        rows.append(_choice_row(f"{label} (validation)", choice["chosen"], choice["validation"]))
+    return "<table><tr><th>choice</th><th>kept</th><th>scores</th></tr>" + "".join(rows) + "</table>" if rows else ""
+
+
+def _choice_row(label: str, kept: str, scores: dict[str, float | None]) -> str:
+    listed = ", ".join(f"{html.escape(name)}: {'n/a' if score is None else f'{score:.3f}'}" for name, score in scores.items())
+    return f"<tr><td>{label}</td><td>{html.escape(str(kept))}</td><td class=text>{listed}</td></tr>"
 
 
 # ------------------------------------------------------------------ figures
