@@ -106,6 +106,9 @@ DEFAULT_WINDOW_MODELS_NOTE = (
     "the rows `boosting_or_cnn` are the defaults without the last two, `boosting_trees_or_cnn` without `minirocket`)"
 )
 RETIRED_CANDIDATES = {  # rows kept in the JSON whose code is gone (reverted after validation passed them over, or defaults since changed)
+    "four_on_validation": "the defaults of commit d88c968, which compared all four window candidates (`hist_gradient_boosting`, "
+    "`extra_trees`, `minirocket`, `cnn_rr`) on the validation records alone, where the defaults since 5b0e0fd compare the three "
+    "scikit-learn models by 3-fold CV inside the training records first",
     "minirocket_shared_biases": "the defaults of commit 3d0cbea, whose MiniRocket drew one training window per dilation and one set "
     "of bias quantiles for all 84 kernels there, and padded whole dilations, where the published transform draws a window and "
     "quantiles per kernel and alternates padding kernel by kernel",
