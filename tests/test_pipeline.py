@@ -228,7 +228,7 @@ def test_of_several_default_models_the_best_on_validation_is_kept(candidates_run
     assert candidates_run.metrics["model"] == "mlp" and candidates_run.bundle.model_name == "mlp"
     assert yaml.safe_load((candidates_run.out_dir / "config.yaml").read_text())["model"] == {"name": "mlp"}
     report = (candidates_run.out_dir / "report.html").read_text()
-    assert "Choices made on validation" in report and f"prior: {choice['validation']['prior']:.3f}" in report
+    assert "Choices made on held-out data" in report and f"prior: {choice['validation']['prior']:.3f}" in report
 
 
 def test_the_kept_networks_learning_curves_are_the_runs_train_log(candidates_run):
@@ -237,13 +237,14 @@ def test_the_kept_networks_learning_curves_are_the_runs_train_log(candidates_run
     assert not list(folder.glob("checkpoint*.safetensors"))
 
 
-def _run_with_defaults(folder, defaults: list[str], **train_settings):
+def _run_with_defaults(folder, defaults: list[str], frame: pd.DataFrame | None = None, target: str | list[str] = "y", **train_settings):
     from medtorch.data.tabular import Tabular
 
     overrides = {"data": {"split_column": "split"}, "train": {"epochs": 4, **train_settings}, "evaluate": {"bootstrap": 0, "baselines": False}}
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Tabular, "default_models", lambda self, data_config: [{"name": name} for name in defaults])
-        return medtorch.train(_three_classes(), target="y", out=folder / "run", overrides=overrides, progress=False)
+        frame = _three_classes() if frame is None else frame
+        return medtorch.train(frame, target=target, out=folder / "run", overrides=overrides, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -280,6 +281,31 @@ def test_the_cv_score_is_the_macro_f1_of_out_of_fold_predictions_over_the_traini
 def test_selection_folds_0_compares_every_default_on_validation(tmp_path):
     choice = _run_with_defaults(tmp_path, ["prior", "logistic_regression", "mlp"], selection_folds=0).metrics["training"]["model_selection"]
     assert "cross_validation" not in choice and list(choice["validation"]) == ["prior", "logistic_regression", "mlp"]
+
+
+def test_class_weights_auto_is_cross_validated_per_model_and_the_finalist_keeps_its_weighting(tmp_path):
+    run = _run_with_defaults(tmp_path, ["prior", "logistic_regression"], class_weights="auto")
+    choice = run.metrics["training"]["model_selection"]
+    assert choice["chosen"] == "logistic_regression" and set(choice["cross_validation_class_weights"].values()) <= {"none", "sqrt", "balanced"}
+    assert run.config.train.class_weights == choice["cross_validation_class_weights"]["logistic_regression"]
+
+
+def test_multi_label_and_continuous_targets_go_through_the_cross_validation(tmp_path):
+    frame = _three_classes()
+    frame["up"], frame["rare"], frame["level"] = (frame.y == "up").astype(int), (frame.y == "rare").astype(int), frame.a * 2 + frame.b
+    labels = _run_with_defaults(tmp_path / "labels", ["prior", "extra_trees"], frame.drop(columns=["y", "level"]), ["up", "rare"])
+    assert labels.metrics["training"]["model_selection"]["cross_validation"]["extra_trees"] > labels.metrics["training"]["model_selection"]["cross_validation"]["prior"]
+    level = _run_with_defaults(tmp_path / "level", ["prior", "logistic_regression"], frame.drop(columns=["y", "up", "rare"]), "level")
+    scores = level.metrics["training"]["model_selection"]["cross_validation"]  # minus the RMSE
+    assert scores["logistic_regression"] > scores["prior"] and level.metrics["model"] == "logistic_regression"
+
+
+def test_a_label_missing_from_a_fold_leaves_the_choice_to_validation(tmp_path):
+    frame = _three_classes()
+    frame["up"], frame["once"] = (frame.y == "up").astype(int), 0
+    frame.loc[frame.index[0], "once"] = 1  # one training row holds the label's only positive: a fold trains without it
+    run = _run_with_defaults(tmp_path, ["prior", "extra_trees"], frame.drop(columns="y"), ["up", "once"])
+    assert "cross_validation" not in run.metrics["training"]["model_selection"]
 
 
 def test_a_fold_that_would_train_without_a_class_leaves_the_choice_to_validation():

@@ -129,7 +129,7 @@ class TrainConfig(_Strict):
     seed: int = 0
     selection_folds: int = Field(
         3, ge=0, description="with several default models, the scikit-learn ones are compared by cross-validation in this many folds of the "
-        "training records (by patient) and their best meets the networks on validation; 0 compares all on validation"
+        "training records (by patient) and their best meets the networks on validation; 0 (or 1) compares all on validation"
     )
     ensemble: int = Field(
         1, ge=1, le=20, description="train this many members from seeds seed, seed+1, ... and average their logits (a deep ensemble)"

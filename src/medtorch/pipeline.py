@@ -137,10 +137,15 @@ def fit_model(
     by_name = {candidate.model.name: candidate for candidate in candidates}
     train_records, val_records = records.subset(train_idx), records.subset(val_idx)
     preprocessor = modality.preprocessor(candidates[0].data).fit(train_records)  # shared: the data settings are one
-    cross_validation = _cross_validate_sklearn(train_records, task, list(by_name.values()), preprocessor, progress=progress)
-    if cross_validation:  # the scikit-learn candidates' best in CV meets the networks on validation
-        finalist = _best(cross_validation)
-        by_name = {name: candidate for name, candidate in by_name.items() if name not in cross_validation or name == finalist}
+    cross_validated = _cross_validate_sklearn(train_records, task, list(by_name.values()), preprocessor, progress=progress)
+    selection: dict[str, Any] = {}
+    if cross_validated:  # the scikit-learn candidates' best in CV (with its weighting) meets the networks on validation
+        selection["cross_validation"] = {name: score for name, (score, _) in cross_validated.items()}
+        finalist = _best(selection["cross_validation"])
+        by_name = {name: candidate for name, candidate in by_name.items() if name not in cross_validated or name == finalist}
+        if by_name[finalist].train.class_weights == "auto":
+            selection["cross_validation_class_weights"] = {name: weighting for name, (_, weighting) in cross_validated.items()}
+            by_name[finalist] = _with_class_weights(by_name[finalist], cross_validated[finalist][1])
 
     def fit(name: str) -> FitResult:
         return fit_bundle(modality, records, train_idx, val_idx, task, by_name[name], run_dir=run_dir, progress=progress, preprocessor=preprocessor, tag=f"model-{name}")
@@ -149,7 +154,7 @@ def fit_model(
         return _validation_score(task, task.encode(val_records.target), fitted.bundle.predict_scores(val_records.inputs, calibrated=False))
 
     chosen, fitted, scores = _choose(list(by_name), fit, score)
-    fitted.training["model_selection"] = {"chosen": chosen, "validation": scores, **({"cross_validation": cross_validation} if cross_validation else {})}
+    fitted.training["model_selection"] = {"chosen": chosen, "validation": scores, **selection}
     chosen_log = _run_file(run_dir, "train_log.csv", tag=f"model-{chosen}")
     if chosen_log is not None and chosen_log.exists() and is_main_process():  # a network's learning curves
         shutil.copyfile(chosen_log, chosen_log.with_name("train_log.csv"))
@@ -158,12 +163,14 @@ def fit_model(
 
 def _cross_validate_sklearn(
     train_records: Records, task: Task, candidates: list[RunConfig], preprocessor: Preprocessor, *, progress: bool = False
-) -> dict[str, float | None]:
+) -> dict[str, tuple[float | None, str]]:
     """Each scikit-learn candidate's :func:`_validation_score` on out-of-fold predictions over the training
-    records (``train.selection_folds`` folds, disjoint by patient), when there are two or more such candidates:
-    the best of several on one validation split is the luckiest as often as the best (on CinC 2017 four
-    candidates sat 0.01-0.04 apart on 320 validation records). Empty, so every candidate is scored on
-    validation, when there are fewer than two, the folds are off (0), or a fold would train without a class."""
+    records (``train.selection_folds`` folds, disjoint by patient), with the class weighting it was fitted
+    with, when there are two or more such candidates: the best of several on one validation split is
+    partly the luckiest (on CinC 2017 four candidates sat 0.01-0.04 apart on 320 validation records).
+    With ``train.class_weights: auto`` each weighting is cross-validated too and the best one given.
+    Empty, so every candidate is scored on validation, when there are fewer than two, fewer than two folds
+    (``selection_folds`` 0 or 1) or patients, or a fold would train without a class (or a label's two values)."""
     from medtorch.data.splits import group_kfold
 
     folds = candidates[0].train.selection_folds
@@ -175,17 +182,46 @@ def _cross_validate_sklearn(
         task.fit_target_scale(np.asarray(train_records.target, dtype=float))
     y = task.encode(train_records.target)
     splits = group_kfold(train_records.target, train_records.groups, n_splits=folds, seed=candidates[0].train.seed)
-    if task.type in ("binary", "multiclass") and any(len(np.unique(y[inner])) < len(np.unique(y)) for inner, _ in splits):
+    if not all(_has_every_class(task, y[inner], y) for inner, _ in splits):
         return {}
-    steps = _Steps(progress, total=len(sklearn) * folds, description=f"comparing {len(sklearn)} scikit-learn models by {folds}-fold CV")
+    weightings = {cfg.model.name: _weightings(task, cfg.train.class_weights) for cfg in sklearn}
+    steps = _Steps(progress and is_main_process(), total=sum(map(len, weightings.values())) * folds, description=f"comparing {len(sklearn)} scikit-learn models by {folds}-fold CV")
+    scores: dict[str, tuple[float | None, str]] = {}
     try:
-        return {cfg.model.name: _out_of_fold_score(train_records, y, task, cfg, preprocessor, splits, steps) for cfg in sklearn}
+        for cfg in sklearn:
+            tried = {option: _out_of_fold_score(train_records, y, task, cfg, option, preprocessor, splits, steps) for option in weightings[cfg.model.name]}
+            best = _best(tried)
+            scores[cfg.model.name] = (tried[best], best)
     finally:
         steps.close()
+    return scores
+
+
+def _weightings(task: Task, class_weights: str) -> tuple[str, ...]:
+    """The class weightings a model is fitted with: each of them for ``auto`` (binary and multiclass), else the one set."""
+    if class_weights != "auto":
+        return (class_weights,)
+    return CLASS_WEIGHTINGS if task.type in ("binary", "multiclass") else ("none",)
+
+
+def _has_every_class(task: Task, part: np.ndarray, whole: np.ndarray) -> bool:
+    """Whether ``part`` of the encoded targets holds every class of ``whole`` (each label's both values, for labels)."""
+    if task.type in ("binary", "multiclass"):
+        return len(np.unique(part)) == len(np.unique(whole))
+    if task.type == "multilabel":
+        return all(len(np.unique(part[:, j])) == len(np.unique(whole[:, j])) for j in range(whole.shape[1]))
+    return True
 
 
 def _out_of_fold_score(
-    records: Records, y: np.ndarray, task: Task, cfg: RunConfig, preprocessor: Preprocessor, splits: list[tuple[np.ndarray, np.ndarray]], steps: _Steps
+    records: Records,
+    y: np.ndarray,
+    task: Task,
+    cfg: RunConfig,
+    class_weights: str,
+    preprocessor: Preprocessor,
+    splits: list[tuple[np.ndarray, np.ndarray]],
+    steps: _Steps,
 ) -> float | None:
     from medtorch.inference import sklearn_matrix, sklearn_scores
 
@@ -194,7 +230,7 @@ def _out_of_fold_score(
     kwargs = _sklearn_kwargs(entry, task, cfg, preprocessor)
     predicted: np.ndarray | None = None
     for inner, held_out in splits:
-        model, _ = _fit_sklearn(entry.name, kwargs, task, cfg.train.class_weights, (x[inner], x[held_out]), (y[inner], y[held_out]))
+        model, _ = _fit_sklearn(entry.name, kwargs, task, class_weights, (x[inner], x[held_out]), (y[inner], y[held_out]))
         scores = sklearn_scores(model, task, x[held_out])
         predicted = np.zeros((len(y), *scores.shape[1:])) if predicted is None else predicted
         predicted[held_out] = scores

@@ -166,7 +166,8 @@ class Modality(ABC):
 
     def default_models(self, data_config: Any) -> list[dict[str, Any]]:
         """The models fitted where the user named none, each ``name`` plus factory arguments; with several,
-        each is fitted on the training split and the best on validation is kept. A modality whose kinds of
+        the best is kept (:func:`medtorch.pipeline.fit_model`: scikit-learn models by cross-validation in the
+        training split first, then on validation). A modality whose kinds of
         sample want different models (a signal's beats and windows) decides from ``data_config``."""
         return [{"name": self.default_model}]
 

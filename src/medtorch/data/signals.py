@@ -16,7 +16,8 @@ Sources (WFDB ``.hea``/``.dat``, EDF, or raw ``.npy``/``.txt``/``.csv`` arrays w
   the record's label (AF rhythm, seizure), plus the ``WINDOW_FEATURES`` (spectral, waveform, spike, per-band, rhythm).
   The default window models are ``WINDOW_MODELS``: gradient boosting and extra trees on those features,
   MiniRocket on the samples (averaged with extra trees on the features) and the CNN on the window with them,
-  each fitted on the training records; the one validation scores best is kept.
+  chosen in two steps (``pipeline.fit_model``): the three scikit-learn models by cross-validation inside the
+  training records, then their best against the CNN on validation.
 - With labels, each beat (by the 10 s of the record it falls in) or window gets NeuroKit2's ECG
   quality verdict (``data.ecg_quality``; on for beats, off for windows): shown in the checks and
   as subgroup metrics.
@@ -51,8 +52,8 @@ UNACCEPTABLE_ECG = "ECG quality unacceptable (NeuroKit2, Zhao 2018)"
 # chosen on validation on MIT-BIH DS1 (docs/benchmarks/biosignals.md): a linear model on the RR and template
 # features carried to held-out patients better than the CNN on the beat (validation macro F1 0.553 vs 0.445)
 BEAT_MODEL = {"name": "rr_linear", "shape_points": 0}
-# fitted on the training records, the one validation scores best kept: on CinC 2017 validation kept boosting in 3 folds
-# of 5 (extra trees and the CNN one each), on Bonn EEG extra trees in all 5 (docs/benchmarks/biosignals.md); features
+# the scikit-learn three compared by CV inside the training records, their best against the CNN on validation
+# (pipeline.fit_model; on Bonn EEG MiniRocket was kept in 4 folds of 5, docs/benchmarks/biosignals.md); features
 # see one or two leads well, the CNN what channel-averaged features miss (many leads), and MiniRocket (averaged with
 # extra trees) waveform detail the features miss: on Bonn's training folds it beat extra trees alone (inner CV,
 # 0.932 against 0.915), while alone on CinC's rhythms it fell far below boosting (0.62 against 0.83 on one inner fold)

@@ -43,7 +43,7 @@ def write_report(
         _model_card(summary.get("model_card")),
         _section("Data", "Samples, patients and classes in each split.", _splits_table(summary["splits"])),
         _section(
-            "Choices made on validation",
+            "Choices made on held-out data",
             "What the run fitted several ways and kept by its validation score (macro F1 with several classes, AUROC with two); "
             "several scikit-learn models are first compared by cross-validation inside the training records, and their best goes on.",
             _choices_table(summary.get("training")),
