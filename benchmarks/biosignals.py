@@ -448,7 +448,7 @@ def cinc2017_markdown(entry: dict[str, Any]) -> list[str]:
     lines = heading("PhysioNet/CinC 2017 AF detection (single-lead ECG)", entry) + [
         f"Protocol: the {entry['records']} records of `../shared/data/cinc2017_af_subset` (v3 labels), 5-fold CV by record. "
         "Each fold's model is `medtorch train` on the folder with its defaults (or the candidate validation chose, table below): "
-        f"windows at 128 Hz (the length the candidate sets, else the defaults': 10 s until 2026-12-03, then 30 s, which is also the records' median length, the default since) with {WINDOW_FEATURES_NOTE}, the model the candidate names, else the defaults' (`cnn_rr` until 2026-12-03, then whichever of {DEFAULT_WINDOW_MODELS_NOTE} scores best on the fold's validation records), validation by held-out training records. "
+        f"windows at 128 Hz (the length the candidate sets, else the defaults': 10 s until 2026-12-03, then 30 s, which is also the records' median length, the default since) with {WINDOW_FEATURES_NOTE}, the model the candidate names, else the defaults' (`cnn_rr` until 2026-12-03, then whichever of {DEFAULT_WINDOW_MODELS_NOTE} scores best on the fold's validation records; since 2026-12-03's evening the scikit-learn ones are first compared by 3-fold CV inside the training records, and only their best meets the CNN there), validation by held-out training records. "
         "A held-out record's label is the argmax "
         "of its windows' mean probability. The challenge score is the mean F1 of N, A and O; its 95% CI resamples records.",
         "",
@@ -514,7 +514,7 @@ def bonn_markdown(entry: dict[str, Any]) -> list[str]:
         "5-fold CV by segment (the segment is the unit: the dataset does not say which segments share a patient). "
         "Each fold's model is `medtorch train` with its defaults or the candidate validation chose (table below; "
         f"windows at 128 Hz (the length and step the candidate sets, else the defaults': 10 s until 2026-12-03, 30 s zero-padded at a80dac7, and the records' median length since, 23.5 s, one window per segment) with {WINDOW_FEATURES_NOTE}, the model the candidate names, else the defaults' "
-        f"(`cnn_rr` until 2026-12-03, then whichever of {DEFAULT_WINDOW_MODELS_NOTE} scores best on the fold's validation segments); `data.record_sampling_rate: 173.61`, since a text file does not store its rate). A segment's class is the argmax "
+        f"(`cnn_rr` until 2026-12-03, then whichever of {DEFAULT_WINDOW_MODELS_NOTE} scores best on the fold's validation segments; since 2026-12-03's evening the scikit-learn ones are first compared by 3-fold CV inside the training segments, and only their best meets the CNN there); `data.record_sampling_rate: 173.61`, since a text file does not store its rate). A segment's class is the argmax "
         "of its windows' mean probability; seizure vs non-seizure is E against the four others, read off the same "
         "five-class model. CIs resample segments.",
         "",
@@ -638,22 +638,32 @@ BENCHMARKS = {
 }
 
 
+# the row run with the settings the library ships now, where that is not the benchmark's own key: MIT-BIH's beat
+# defaults became the nonpremature template after its defaults row (an empty candidate, run at a20d77f)
+SHIPPED_ROWS = {"mitbih": "mitbih@nonpremature_template"}
+
+
 def goal_rows(results: dict[str, Any]) -> list[str]:
-    """One row per goal of the issue: the measured figure against it."""
+    """One row per goal of the issue: the figure of the row validation chose (the rule) and of the library's
+    defaults as they ship now (their own row, which the hidden datasets get), against the goal."""
     rows = []
-    results = {name: chosen(results, name)[1] for name in BENCHMARKS if name in results}
+    shipped = {name: results[SHIPPED_ROWS.get(name, name)] for name in BENCHMARKS if SHIPPED_ROWS.get(name, name) in results}
+    results = {name: chosen(results, name)[1] for name in shipped}
     if "mitbih" in results:
-        f = results["mitbih"]["figures"]
+        f, now = results["mitbih"]["figures"], shipped["mitbih"]["figures"]
         for c, (se, ppv) in MITBIH_GOALS.items():
             met = f[c]["se"] >= se and f[c]["ppv"] >= ppv
-            rows.append(f"| MIT-BIH {c} beats, unseen patients | Se {se} / +P {ppv} | Se {f[c]['se']:.1f} / +P {f[c]['ppv']:.1f} | {'met' if met else 'not met'} |")
+            rows.append(
+                f"| MIT-BIH {c} beats, unseen patients | Se {se} / +P {ppv} | Se {f[c]['se']:.1f} / +P {f[c]['ppv']:.1f} "
+                f"| Se {now[c]['se']:.1f} / +P {now[c]['ppv']:.1f} | {'met' if met else 'not met'} |"
+            )
     if "cinc2017" in results:
         score = results["cinc2017"]["score"]
-        rows.append(f"| CinC 2017 challenge score | 0.80 | {score:.3f} | {'met' if score >= 0.80 else 'not met'} |")
+        rows.append(f"| CinC 2017 challenge score | 0.80 | {score:.3f} | {shipped['cinc2017']['score']:.3f} | {'met' if score >= 0.80 else 'not met'} |")
     if "bonn" in results:
-        b = results["bonn"]
-        for label, value, goal in (("Bonn seizure vs non-seizure", b["binary_accuracy"], 0.99), ("Bonn five sets", b["five_class_accuracy"], 0.93)):
-            rows.append(f"| {label} | {100 * goal:.0f}% | {100 * value:.1f}% | {'met' if value >= goal else 'not met'} |")
+        b, now = results["bonn"], shipped["bonn"]
+        for label, key, goal in (("Bonn seizure vs non-seizure", "binary_accuracy", 0.99), ("Bonn five sets", "five_class_accuracy", 0.93)):
+            rows.append(f"| {label} | {100 * goal:.0f}% | {100 * b[key]:.1f}% | {100 * now[key]:.1f}% | {'met' if b[key] >= goal else 'not met'} |")
     return rows
 
 
@@ -670,7 +680,9 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         "premature beats out (row `nonpremature_template`; the defaults row is the defaults before it); and CinC's and Bonn's: since 2026-12-03 "
         "a window run with no model named fits gradient boosting and extra trees on the window features, `cnn_rr`, and since that afternoon `minirocket` "
         "(MiniRocket on the samples averaged with extra trees on the features), and keeps the one validation "
-        "scores best, on windows of the records' median length up to 30 s (their defaults rows are that; the rows `boosting_trees_or_cnn` lacked "
+        "scores best (since that evening the three scikit-learn ones are first compared by CV inside the training records, and only their best "
+        "meets the CNN on validation; `four_on_validation` is the choice before), on windows of the records' median length up to 30 s "
+        "(their defaults rows are that; the rows `boosting_trees_or_cnn` lacked "
         "`minirocket`, `boosting_or_cnn` lacked extra trees too, "
         "`model_choice_10s_windows` and `model_choice_30s_windows` are that choice on fixed 10-s and 30-s windows, and `first_defaults` the first defaults, "
         "`cnn_rr` with balanced weights and patience 6 on 10-s windows). The window features grew while these runs were made "
@@ -683,7 +695,7 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
     ]
     rows = goal_rows(results)
     if rows:
-        lines += ["## Goals", "", "| goal | target | measured | status |", "|---|---:|---:|---|", *rows, ""]
+        lines += ["## Goals", "", "| goal | target | measured (validation's choice) | the defaults now | status |", "|---|---:|---:|---:|---|", *rows, ""]
         analysis = Path(__file__).with_name("biosignals_analysis.md")
         if analysis.exists():  # the hand-written reading of the numbers: what limits them, what would close the gaps
             lines += [analysis.read_text().strip(), ""]
