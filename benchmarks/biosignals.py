@@ -639,31 +639,36 @@ BENCHMARKS = {
 
 
 # the row run with the settings the library ships now, where that is not the benchmark's own key: MIT-BIH's beat
-# defaults became the nonpremature template after its defaults row (an empty candidate, run at a20d77f)
+# defaults became the nonpremature template after its defaults row (an empty candidate, run at a20d77f); a re-run of
+# `mitbih` with the defaults makes its own key the shipped row again, and this entry should then go
 SHIPPED_ROWS = {"mitbih": "mitbih@nonpremature_template"}
 
 
 def goal_rows(results: dict[str, Any]) -> list[str]:
     """One row per goal of the issue: the figure of the row validation chose (the rule) and of the library's
-    defaults as they ship now (their own row, which the hidden datasets get), against the goal."""
+    defaults as they ship now (their own row, which the hidden datasets get; "not run" without one), against the goal."""
     rows = []
-    shipped = {name: results[SHIPPED_ROWS.get(name, name)] for name in BENCHMARKS if SHIPPED_ROWS.get(name, name) in results}
+    shipped = {name: results.get(SHIPPED_ROWS.get(name, name)) for name in BENCHMARKS if name in results}
     results = {name: chosen(results, name)[1] for name in shipped}
+
+    def now(name: str, figure: Callable[[dict[str, Any]], str]) -> str:
+        return figure(shipped[name]) if shipped[name] else "not run"
+
     if "mitbih" in results:
-        f, now = results["mitbih"]["figures"], shipped["mitbih"]["figures"]
+        f = results["mitbih"]["figures"]
         for c, (se, ppv) in MITBIH_GOALS.items():
             met = f[c]["se"] >= se and f[c]["ppv"] >= ppv
-            rows.append(
-                f"| MIT-BIH {c} beats, unseen patients | Se {se} / +P {ppv} | Se {f[c]['se']:.1f} / +P {f[c]['ppv']:.1f} "
-                f"| Se {now[c]['se']:.1f} / +P {now[c]['ppv']:.1f} | {'met' if met else 'not met'} |"
-            )
+            shipped_figure = now("mitbih", lambda row: f"Se {row['figures'][c]['se']:.1f} / +P {row['figures'][c]['ppv']:.1f}")
+            rows.append(f"| MIT-BIH {c} beats, unseen patients | Se {se} / +P {ppv} | Se {f[c]['se']:.1f} / +P {f[c]['ppv']:.1f} | {shipped_figure} | {'met' if met else 'not met'} |")
     if "cinc2017" in results:
         score = results["cinc2017"]["score"]
-        rows.append(f"| CinC 2017 challenge score | 0.80 | {score:.3f} | {shipped['cinc2017']['score']:.3f} | {'met' if score >= 0.80 else 'not met'} |")
+        shipped_score = now("cinc2017", lambda row: f"{row['score']:.3f}")
+        rows.append(f"| CinC 2017 challenge score | 0.80 | {score:.3f} | {shipped_score} | {'met' if score >= 0.80 else 'not met'} |")
     if "bonn" in results:
-        b, now = results["bonn"], shipped["bonn"]
+        b = results["bonn"]
         for label, key, goal in (("Bonn seizure vs non-seizure", "binary_accuracy", 0.99), ("Bonn five sets", "five_class_accuracy", 0.93)):
-            rows.append(f"| {label} | {100 * goal:.0f}% | {100 * b[key]:.1f}% | {100 * now[key]:.1f}% | {'met' if b[key] >= goal else 'not met'} |")
+            shipped_figure = now("bonn", lambda row: f"{100 * row[key]:.1f}%")
+            rows.append(f"| {label} | {100 * goal:.0f}% | {100 * b[key]:.1f}% | {shipped_figure} | {'met' if b[key] >= goal else 'not met'} |")
     return rows
 
 

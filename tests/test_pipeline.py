@@ -286,8 +286,11 @@ def test_selection_folds_0_compares_every_default_on_validation(tmp_path):
 def test_class_weights_auto_is_cross_validated_per_model_and_the_finalist_keeps_its_weighting(tmp_path):
     run = _run_with_defaults(tmp_path, ["prior", "logistic_regression"], class_weights="auto")
     choice = run.metrics["training"]["model_selection"]
-    assert choice["chosen"] == "logistic_regression" and set(choice["cross_validation_class_weights"].values()) <= {"none", "sqrt", "balanced"}
-    assert run.config.train.class_weights == choice["cross_validation_class_weights"]["logistic_regression"]
+    weightings = choice["cross_validation_class_weights"]  # the finalist's score per weighting
+    assert choice["chosen"] == "logistic_regression" and list(weightings) == ["none", "sqrt", "balanced"]
+    assert run.config.train.class_weights == max(weightings, key=weightings.get)
+    assert choice["cross_validation"]["logistic_regression"] == max(weightings.values())
+    assert "class weights of logistic_regression (CV in training)" in (run.out_dir / "report.html").read_text()
 
 
 def test_multi_label_and_continuous_targets_go_through_the_cross_validation(tmp_path):

@@ -115,7 +115,8 @@ class TrainConfig(_Strict):
     class_weights: Literal["none", "balanced", "sqrt", "auto"] = Field(
         "none",
         description="'balanced' weighs classes by inverse frequency in the loss; 'sqrt' by its square root (softer, for very rare classes); "
-        "'auto' trains with each and keeps the one validation scores best (3x the training time)",
+        "'auto' trains with each and keeps the one validation scores best (3x the training time; among several default "
+        "scikit-learn models, the one cross-validation in training scores best)",
     )
     sampler: Literal["shuffle", "balanced"] = Field("shuffle", description="'balanced' over-samples rare classes")
     grad_clip: float | None = Field(None, gt=0)

@@ -127,7 +127,8 @@ def fit_model(
     """Fit the resolved candidates (:func:`resolve_candidates`) with :func:`fit_bundle` and keep the one with
     the best validation score, as ``train.class_weights: auto`` does; with one candidate, just fit it.
     Two or more scikit-learn candidates are first compared by cross-validation inside the training records
-    (``train.selection_folds``), and only their best is fitted and meets the networks on validation.
+    (``train.selection_folds``), and only their best is fitted and meets the networks on validation (with
+    ``train.class_weights: auto``, with the weighting the cross-validation chose for it).
     Returns the kept candidate's config and fit; the training summary holds every candidate's scores.
 
     >>> cfg, fitted = fit_model(modality, records, train_idx, val_idx, task, resolve_candidates(cfg, modality, task, len(train_idx)))
@@ -139,13 +140,14 @@ def fit_model(
     preprocessor = modality.preprocessor(candidates[0].data).fit(train_records)  # shared: the data settings are one
     cross_validated = _cross_validate_sklearn(train_records, task, list(by_name.values()), preprocessor, progress=progress)
     selection: dict[str, Any] = {}
-    if cross_validated:  # the scikit-learn candidates' best in CV (with its weighting) meets the networks on validation
-        selection["cross_validation"] = {name: score for name, (score, _) in cross_validated.items()}
+    if cross_validated:  # the scikit-learn candidates' best in CV (with its best weighting) meets the networks on validation
+        weighting = {name: _best(tried) for name, tried in cross_validated.items()}
+        selection["cross_validation"] = {name: tried[weighting[name]] for name, tried in cross_validated.items()}
         finalist = _best(selection["cross_validation"])
         by_name = {name: candidate for name, candidate in by_name.items() if name not in cross_validated or name == finalist}
         if by_name[finalist].train.class_weights == "auto":
-            selection["cross_validation_class_weights"] = {name: weighting for name, (_, weighting) in cross_validated.items()}
-            by_name[finalist] = _with_class_weights(by_name[finalist], cross_validated[finalist][1])
+            selection["cross_validation_class_weights"] = cross_validated[finalist]
+            by_name[finalist] = _with_class_weights(by_name[finalist], weighting[finalist])
 
     def fit(name: str) -> FitResult:
         return fit_bundle(modality, records, train_idx, val_idx, task, by_name[name], run_dir=run_dir, progress=progress, preprocessor=preprocessor, tag=f"model-{name}")
@@ -163,14 +165,14 @@ def fit_model(
 
 def _cross_validate_sklearn(
     train_records: Records, task: Task, candidates: list[RunConfig], preprocessor: Preprocessor, *, progress: bool = False
-) -> dict[str, tuple[float | None, str]]:
+) -> dict[str, dict[str, float | None]]:
     """Each scikit-learn candidate's :func:`_validation_score` on out-of-fold predictions over the training
-    records (``train.selection_folds`` folds, disjoint by patient), with the class weighting it was fitted
-    with, when there are two or more such candidates: the best of several on one validation split is
+    records (``train.selection_folds`` folds, disjoint by group, i.e. patient), per class weighting it was
+    fitted with, when there are two or more such candidates: the best of several on one validation split is
     partly the luckiest (on CinC 2017 four candidates sat 0.01-0.04 apart on 320 validation records).
-    With ``train.class_weights: auto`` each weighting is cross-validated too and the best one given.
+    With ``train.class_weights: auto`` each weighting is cross-validated, else the one set.
     Empty, so every candidate is scored on validation, when there are fewer than two, fewer than two folds
-    (``selection_folds`` 0 or 1) or patients, or a fold would train without a class (or a label's two values)."""
+    (``selection_folds`` 0 or 1) or groups than folds, or a fold would train without a class (or a label's two values)."""
     from medtorch.data.splits import group_kfold
 
     folds = candidates[0].train.selection_folds
@@ -186,12 +188,10 @@ def _cross_validate_sklearn(
         return {}
     weightings = {cfg.model.name: _weightings(task, cfg.train.class_weights) for cfg in sklearn}
     steps = _Steps(progress and is_main_process(), total=sum(map(len, weightings.values())) * folds, description=f"comparing {len(sklearn)} scikit-learn models by {folds}-fold CV")
-    scores: dict[str, tuple[float | None, str]] = {}
-    try:
+    scores: dict[str, dict[str, float | None]] = {}
+    try:  # every rank of a torchrun job runs this too: the fits are seeded, so all ranks keep the same finalist
         for cfg in sklearn:
-            tried = {option: _out_of_fold_score(train_records, y, task, cfg, option, preprocessor, splits, steps) for option in weightings[cfg.model.name]}
-            best = _best(tried)
-            scores[cfg.model.name] = (tried[best], best)
+            scores[cfg.model.name] = {option: _out_of_fold_score(train_records, y, task, cfg, option, preprocessor, splits, steps) for option in weightings[cfg.model.name]}
     finally:
         steps.close()
     return scores
@@ -316,7 +316,8 @@ def _fit_sklearn(
     name: str, kwargs: dict[str, Any], task: Task, class_weights: str, features: tuple[np.ndarray, np.ndarray], targets: tuple[np.ndarray, np.ndarray]
 ) -> tuple[Any, dict[str, Any]]:
     """A scikit-learn model fitted with ``train.class_weights`` as sample weights (binary and multiclass
-    tasks; 'auto' fits once per weighting and keeps the best on validation, as for networks; a
+    tasks; 'auto' fits once per weighting and keeps the best on validation, as for networks, unless the
+    weighting was already chosen by cross-validation among several default models (:func:`fit_model`); a
     regression or multi-label target is fitted unweighted, and refuses 'sqrt' and 'balanced' when multi-label)."""
     from threadpoolctl import threadpool_limits
 

@@ -296,6 +296,9 @@ def _choices_table(training: dict[str, Any] | None) -> str:
         if choice.get("cross_validation"):  # the scikit-learn models compared inside the training records first
             finalist = next(name for name in choice["validation"] if name in choice["cross_validation"])
             rows.append(_choice_row("scikit-learn model (CV in training)", finalist, choice["cross_validation"]))
+            weightings = choice.get("cross_validation_class_weights")
+            if weightings:  # train.class_weights: auto, cross-validated for the finalist
+                rows.append(_choice_row(f"class weights of {html.escape(finalist)} (CV in training)", max(weightings, key=lambda w: -1e9 if weightings[w] is None else weightings[w]), weightings))
         rows.append(_choice_row(f"{label} (validation)", choice["chosen"], choice["validation"]))
     return "<table><tr><th>choice</th><th>kept</th><th>scores</th></tr>" + "".join(rows) + "</table>" if rows else ""
 
