@@ -174,6 +174,7 @@ def _cross_validate_sklearn(
     Empty, so every candidate is scored on validation, when there are fewer than two, fewer than two folds
     (``selection_folds`` 0 or 1) or groups than folds, or a fold would train without a class (or a label's two values)."""
     from medtorch.data.splits import group_kfold
+    from medtorch.inference import sklearn_matrix
 
     folds = candidates[0].train.selection_folds
     sklearn = [cfg for cfg in candidates if get_model_entry(cfg.model.name).kind == "sklearn"]
@@ -191,7 +192,9 @@ def _cross_validate_sklearn(
     scores: dict[str, dict[str, float | None]] = {}
     try:  # every rank of a torchrun job runs this too: the fits are seeded, so all ranks keep the same finalist
         for cfg in sklearn:
-            scores[cfg.model.name] = {option: _out_of_fold_score(train_records, y, task, cfg, option, preprocessor, splits, steps) for option in weightings[cfg.model.name]}
+            entry = get_model_entry(cfg.model.name)
+            x, kwargs = sklearn_matrix(preprocessor, train_records.inputs, entry.reads), _sklearn_kwargs(entry, task, cfg, preprocessor)
+            scores[entry.name] = {option: _out_of_fold_score(entry.name, kwargs, task, option, x, y, splits, steps) for option in weightings[entry.name]}
     finally:
         steps.close()
     return scores
@@ -206,31 +209,21 @@ def _weightings(task: Task, class_weights: str) -> tuple[str, ...]:
 
 def _has_every_class(task: Task, part: np.ndarray, whole: np.ndarray) -> bool:
     """Whether ``part`` of the encoded targets holds every class of ``whole`` (each label's both values, for labels)."""
-    if task.type in ("binary", "multiclass"):
-        return len(np.unique(part)) == len(np.unique(whole))
-    if task.type == "multilabel":
-        return all(len(np.unique(part[:, j])) == len(np.unique(whole[:, j])) for j in range(whole.shape[1]))
-    return True
+    if task.type == "regression":
+        return True
+    part, whole = part.reshape(len(part), -1), whole.reshape(len(whole), -1)  # a class target is one column
+    return all(len(np.unique(part[:, j])) == len(np.unique(whole[:, j])) for j in range(whole.shape[1]))
 
 
 def _out_of_fold_score(
-    records: Records,
-    y: np.ndarray,
-    task: Task,
-    cfg: RunConfig,
-    class_weights: str,
-    preprocessor: Preprocessor,
-    splits: list[tuple[np.ndarray, np.ndarray]],
-    steps: _Steps,
+    name: str, kwargs: dict[str, Any], task: Task, class_weights: str, x: np.ndarray, y: np.ndarray, splits: list[tuple[np.ndarray, np.ndarray]], steps: _Steps
 ) -> float | None:
-    from medtorch.inference import sklearn_matrix, sklearn_scores
+    """:func:`_validation_score` of the predictions each fold's model makes on the rows it was not fitted on."""
+    from medtorch.inference import sklearn_scores
 
-    entry = get_model_entry(cfg.model.name)
-    x = sklearn_matrix(preprocessor, records.inputs, entry.reads)
-    kwargs = _sklearn_kwargs(entry, task, cfg, preprocessor)
     predicted: np.ndarray | None = None
     for inner, held_out in splits:
-        model, _ = _fit_sklearn(entry.name, kwargs, task, class_weights, (x[inner], x[held_out]), (y[inner], y[held_out]))
+        model, _ = _fit_sklearn(name, kwargs, task, class_weights, (x[inner], x[held_out]), (y[inner], y[held_out]))
         scores = sklearn_scores(model, task, x[held_out])
         predicted = np.zeros((len(y), *scores.shape[1:])) if predicted is None else predicted
         predicted[held_out] = scores
@@ -332,14 +325,16 @@ def _fit_sklearn(
         weights = _sample_weights(task, y_train, option)
         return model.fit(x_train, _sklearn_target(task, y_train), **({} if weights is None else {"sample_weight": weights}))
 
+    options = _weightings(task, class_weights)
+
     # on small tables, OpenMP threads cost more than they give (and oversubscribe busy machines); a model that
     # convolves the samples itself (MiniRocket) gains from them at any size
     small = len(x_train) < 20_000 and get_model_entry(name).reads == "features"
     with threadpool_limits(1 if small else None):
-        if class_weights == "auto" and task.type in ("binary", "multiclass"):
+        if len(options) > 1:
             chosen, model, scores = _choose_weighting(task, y_val, fit, lambda model: sklearn_scores(model, task, x_val))
             return model, {"class_weights": {"chosen": chosen, "validation": scores}}
-        return fit(class_weights), {}
+        return fit(options[0]), {}
 
 
 def _sample_weights(task: Task, y: np.ndarray, option: str) -> np.ndarray | None:
