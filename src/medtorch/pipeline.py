@@ -175,6 +175,7 @@ def _cross_validate_sklearn(
     (``selection_folds`` 0 or 1) or groups than folds, or a fold would train without a class (or a label's two values)."""
     from medtorch.data.splits import group_kfold
     from medtorch.inference import sklearn_matrix
+    from medtorch.training.distributed import gathered, share_of_this_rank
 
     folds = candidates[0].train.selection_folds
     sklearn = [cfg for cfg in candidates if get_model_entry(cfg.model.name).kind == "sklearn"]
@@ -188,16 +189,26 @@ def _cross_validate_sklearn(
     if not all(_has_every_class(task, y[inner], y) for inner, _ in splits):
         return {}
     weightings = {cfg.model.name: _weightings(task, cfg.train.class_weights) for cfg in sklearn}
-    steps = _Steps(progress and is_main_process(), total=sum(map(len, weightings.values())) * folds, description=f"comparing {len(sklearn)} scikit-learn models by {folds}-fold CV")
-    scores: dict[str, dict[str, float | None]] = {}
-    try:  # every rank of a torchrun job runs this too: the fits are seeded, so all ranks keep the same finalist
+    jobs = [(cfg.model.name, option, fold) for cfg in sklearn for option in weightings[cfg.model.name] for fold in range(folds)]
+    mine = share_of_this_rank(jobs)  # under torchrun each rank fits its share of the fold models
+    steps = _Steps(progress and is_main_process(), total=len(mine), description=f"comparing {len(sklearn)} scikit-learn models by {folds}-fold CV")
+    held_out_scores: dict[tuple[str, str, int], np.ndarray] = {}
+    try:
         for cfg in sklearn:
             entry = get_model_entry(cfg.model.name)
-            x, kwargs = sklearn_matrix(preprocessor, train_records.inputs, entry.reads), _sklearn_kwargs(entry, task, cfg, preprocessor)
-            scores[entry.name] = {option: _out_of_fold_score(entry.name, kwargs, task, option, x, y, splits, steps) for option in weightings[entry.name]}
+            fits = [(option, fold) for name, option, fold in mine if name == entry.name]
+            if fits:  # each model's matrix and arguments built once, for all its weightings and folds
+                x, kwargs = sklearn_matrix(preprocessor, train_records.inputs, entry.reads), _sklearn_kwargs(entry, task, cfg, preprocessor)
+            for option, fold in fits:
+                held_out_scores[entry.name, option, fold] = _held_out_scores(entry.name, kwargs, task, option, x, y, splits[fold])
+                steps.advance()
     finally:
         steps.close()
-    return scores
+    held_out_scores = gathered(held_out_scores, candidates[0].train.device)
+    return {
+        name: {option: _validation_score(task, y, _out_of_fold(held_out_scores, name, option, splits)) for option in options}
+        for name, options in weightings.items()
+    }
 
 
 def _weightings(task: Task, class_weights: str) -> tuple[str, ...]:
@@ -215,20 +226,24 @@ def _has_every_class(task: Task, part: np.ndarray, whole: np.ndarray) -> bool:
     return all(len(np.unique(part[:, j])) == len(np.unique(whole[:, j])) for j in range(whole.shape[1]))
 
 
-def _out_of_fold_score(
-    name: str, kwargs: dict[str, Any], task: Task, class_weights: str, x: np.ndarray, y: np.ndarray, splits: list[tuple[np.ndarray, np.ndarray]], steps: _Steps
-) -> float | None:
-    """:func:`_validation_score` of the predictions each fold's model makes on the rows it was not fitted on."""
+def _out_of_fold(held_out_scores: dict[tuple[str, str, int], np.ndarray], name: str, option: str, splits: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """One model's (fitted with one weighting) scores of every training row, each from the fold that held it out."""
+    first = held_out_scores[name, option, 0]
+    predicted = np.zeros((sum(len(held_out) for _, held_out in splits), *first.shape[1:]))
+    for fold, (_, held_out) in enumerate(splits):
+        predicted[held_out] = held_out_scores[name, option, fold]
+    return predicted
+
+
+def _held_out_scores(
+    name: str, kwargs: dict[str, Any], task: Task, class_weights: str, x: np.ndarray, y: np.ndarray, split: tuple[np.ndarray, np.ndarray]
+) -> np.ndarray:
+    """The scores a model fitted on one fold's training rows gives the rows it was not fitted on."""
     from medtorch.inference import sklearn_scores
 
-    predicted: np.ndarray | None = None
-    for inner, held_out in splits:
-        model, _ = _fit_sklearn(name, kwargs, task, class_weights, (x[inner], x[held_out]), (y[inner], y[held_out]))
-        scores = sklearn_scores(model, task, x[held_out])
-        predicted = np.zeros((len(y), *scores.shape[1:])) if predicted is None else predicted
-        predicted[held_out] = scores
-        steps.advance()
-    return _validation_score(task, y, predicted)
+    inner, held_out = split
+    model, _ = _fit_sklearn(name, kwargs, task, class_weights, (x[inner], x[held_out]), (y[inner], y[held_out]))
+    return sklearn_scores(model, task, x[held_out])
 
 
 def resolve_candidates(cfg: RunConfig, modality: Modality, task: Task, n_train: int) -> list[RunConfig]:

@@ -182,3 +182,51 @@ def test_cli_under_torchrun_writes_one_complete_run_folder(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["metrics"]["auroc"]["value"] > 0.8
     assert len(pd.read_csv(out / "train_log.csv")) == 3
+
+
+CV_WORKER = """
+import os, sys
+import numpy as np, pandas as pd
+import medtorch
+from medtorch import pipeline
+from medtorch.data.tabular import Tabular
+
+out = sys.argv[1]
+Tabular.default_models = lambda self, data_config: [{"name": n} for n in ("prior", "logistic_regression", "extra_trees", "mlp")]
+fit_one_fold = pipeline._held_out_scores
+
+def logged(name, kwargs, task, option, x, y, split):
+    with open(f"{out}/fits.rank{os.environ.get('RANK', '0')}.txt", "a") as log:
+        log.write(f"{name} {option} {split[1][0]}\\n")  # a fold is known by its first held-out row
+    return fit_one_fold(name, kwargs, task, option, x, y, split)
+
+pipeline._held_out_scores = logged
+rng = np.random.default_rng(0)
+frame = pd.DataFrame(rng.normal(size=(300, 4)), columns=list("abcd"))
+frame["y"] = np.where(frame.a + rng.normal(0, 0.5, 300) > 1.3, "rare", np.where(frame.b > 0, "up", "down"))
+settings = {"train": {"epochs": 2, "class_weights": "auto"}, "evaluate": {"bootstrap": 0, "baselines": False}}
+medtorch.train(frame, target="y", out=f"{out}/run", overrides=settings, progress=False)
+"""
+
+
+def test_the_scikit_learn_cross_validation_is_shared_out_between_ranks_and_scores_as_in_one_process(tmp_path):
+    worker = tmp_path / "cv_worker.py"
+    worker.write_text(CV_WORKER)
+    for name, prefix in (("one", [sys.executable]), ("two", [str(TORCHRUN), "--standalone", "--nproc-per-node=2"])):
+        (tmp_path / name).mkdir()
+        result = launch([*prefix, str(worker), str(tmp_path / name)])
+        assert result.returncode == 0, result.stdout[-2000:]
+
+    def fits(name: str, rank: int) -> list[str]:
+        return (tmp_path / name / f"fits.rank{rank}.txt").read_text().splitlines()
+
+    every_fit = fits("one", 0)
+    assert len(every_fit) == 3 * 3 * 3  # three models, each weighting of auto, three folds
+    shares = fits("two", 0), fits("two", 1)
+    assert min(map(len, shares)) >= 13 and not set(shares[0]) & set(shares[1]) and sorted(shares[0] + shares[1]) == sorted(every_fit)
+
+    def choice(name: str) -> dict:
+        return json.loads((tmp_path / name / "run" / "metrics.json").read_text())["training"]["model_selection"]
+
+    assert choice("two")["cross_validation"] == choice("one")["cross_validation"]
+    assert choice("two")["cross_validation_class_weights"] == choice("one")["cross_validation_class_weights"]

@@ -35,7 +35,7 @@ from medtorch.errors import ConfigError, MedtorchError
 from medtorch.inference import batch_of, model_outputs
 from medtorch.tasks import Task
 from medtorch.training import checkpoint as ckpt
-from medtorch.training.distributed import DistributedContext, context
+from medtorch.training.distributed import DistributedContext, context, resolve_device
 
 
 def auto_batch_size(n_train: int) -> int:
@@ -130,7 +130,7 @@ class Trainer:
         self.log_path = Path(log_path) if log_path else None
         self.show_progress = progress
         self.fingerprint = fingerprint
-        self.device = torch.device(_resolve_device(config.device))
+        self.device = torch.device(resolve_device(config.device))
         self.dist: DistributedContext = context(self.device.type)
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
@@ -328,14 +328,6 @@ class Trainer:
 
 
 # ------------------------------------------------------------------ helpers
-def _resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise MedtorchError("device 'cuda' was asked for but no GPU is available")
-    return device
-
-
 def _make_optimizer(config: TrainConfig, parameters: Any, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     if config.optimizer == "sgd":
         return torch.optim.SGD(parameters, lr=lr, momentum=config.momentum, weight_decay=weight_decay)
