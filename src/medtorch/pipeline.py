@@ -172,7 +172,8 @@ def _cross_validate_sklearn(
     partly the luckiest (on CinC 2017 four candidates sat 0.01-0.04 apart on 320 validation records).
     With ``train.class_weights: auto`` each weighting is cross-validated, else the one set.
     Empty, so every candidate is scored on validation, when there are fewer than two, fewer than two folds
-    (``selection_folds`` 0 or 1) or groups than folds, or a fold would train without a class (or a label's two values)."""
+    (``selection_folds`` 0 or 1) or groups than folds, or a fold would train without a class (or a label's two values).
+    Under ``torchrun`` the fold models are shared out between the processes, and each gets every score back."""
     from medtorch.data.splits import group_kfold
     from medtorch.inference import sklearn_matrix
     from medtorch.training.distributed import gathered, share_of_this_rank
@@ -192,21 +193,31 @@ def _cross_validate_sklearn(
     jobs = [(cfg.model.name, option, fold) for cfg in sklearn for option in weightings[cfg.model.name] for fold in range(folds)]
     mine = share_of_this_rank(jobs)  # under torchrun each rank fits its share of the fold models
     steps = _Steps(progress and is_main_process(), total=len(mine), description=f"comparing {len(sklearn)} scikit-learn models by {folds}-fold CV")
-    held_out_scores: dict[tuple[str, str, int], np.ndarray] = {}
+    my_scores: dict[tuple[str, str, int], np.ndarray] = {}
+    failure: Exception | None = None
     try:
         for cfg in sklearn:
             entry = get_model_entry(cfg.model.name)
             fits = [(option, fold) for name, option, fold in mine if name == entry.name]
-            if fits:  # each model's matrix and arguments built once, for all its weightings and folds
-                x, kwargs = sklearn_matrix(preprocessor, train_records.inputs, entry.reads), _sklearn_kwargs(entry, task, cfg, preprocessor)
+            if not fits:
+                continue
+            x, kwargs = sklearn_matrix(preprocessor, train_records.inputs, entry.reads), _sklearn_kwargs(entry, task, cfg, preprocessor)  # once per model
             for option, fold in fits:
-                held_out_scores[entry.name, option, fold] = _held_out_scores(entry.name, kwargs, task, option, x, y, splits[fold])
+                my_scores[entry.name, option, fold] = _held_out_scores(entry.name, kwargs, task, option, x, y, splits[fold])
                 steps.advance()
+    except Exception as error:  # the other ranks are waiting for this one's share: they must hear it failed
+        failure = error
     finally:
         steps.close()
-    held_out_scores = gathered(held_out_scores, candidates[0].train.device)
+    parts = gathered((my_scores, None if failure is None else f"{type(failure).__name__}: {failure}"), candidates[0].train.device)
+    if failure is not None:
+        raise failure
+    failed = next((message for _, message in parts if message), None)
+    if failed:
+        raise MedtorchError(f"the cross-validation failed in another process of this torchrun job: {failed}")
+    all_scores = {job: scores for part, _ in parts for job, scores in part.items()}
     return {
-        name: {option: _validation_score(task, y, _out_of_fold(held_out_scores, name, option, splits)) for option in options}
+        name: {option: _validation_score(task, y, _out_of_fold(all_scores, name, option, splits, len(y))) for option in options}
         for name, options in weightings.items()
     }
 
@@ -226,12 +237,13 @@ def _has_every_class(task: Task, part: np.ndarray, whole: np.ndarray) -> bool:
     return all(len(np.unique(part[:, j])) == len(np.unique(whole[:, j])) for j in range(whole.shape[1]))
 
 
-def _out_of_fold(held_out_scores: dict[tuple[str, str, int], np.ndarray], name: str, option: str, splits: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-    """One model's (fitted with one weighting) scores of every training row, each from the fold that held it out."""
-    first = held_out_scores[name, option, 0]
-    predicted = np.zeros((sum(len(held_out) for _, held_out in splits), *first.shape[1:]))
+def _out_of_fold(
+    scores: dict[tuple[str, str, int], np.ndarray], name: str, option: str, splits: list[tuple[np.ndarray, np.ndarray]], n_rows: int
+) -> np.ndarray:
+    """One model's (fitted with one weighting) scores of all ``n_rows`` training rows, each from the fold that held it out."""
+    predicted = np.zeros((n_rows, *scores[name, option, 0].shape[1:]))
     for fold, (_, held_out) in enumerate(splits):
-        predicted[held_out] = held_out_scores[name, option, fold]
+        predicted[held_out] = scores[name, option, fold]
     return predicted
 
 

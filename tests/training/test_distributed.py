@@ -174,7 +174,7 @@ def test_cli_under_torchrun_writes_one_complete_run_folder(tmp_path):
     frame.to_csv(tmp_path / "table.csv", index=False)
     out = tmp_path / "run"
     command = [str(TORCHRUN), "--standalone", "--nproc-per-node=2", "-m", "medtorch", "train"]
-    command += ["--data", str(tmp_path / "table.csv"), "--target", "y", "--out", str(out), "--model", "mlp", "--epochs", "3", "--quiet", "--overwrite"]  # a relaunch replaces the run
+    command += ["--data", str(tmp_path / "table.csv"), "--target", "y", "--out", str(out), "--model", "mlp", "--epochs", "3", "--device", "cpu", "--quiet", "--overwrite"]  # a relaunch replaces the run
     result = launch(command)
     assert result.returncode == 0, result.stdout[-2000:]
     assert {"config.yaml", "bundle", "metrics.json", "train_log.csv", "report.html"} <= {p.name for p in out.iterdir()}
@@ -191,12 +191,15 @@ import medtorch
 from medtorch import pipeline
 from medtorch.data.tabular import Tabular
 
-out = sys.argv[1]
+out, fail_on_rank_1 = sys.argv[1], sys.argv[2] == "fail"
+rank = os.environ.get("RANK", "0")
 Tabular.default_models = lambda self, data_config: [{"name": n} for n in ("prior", "logistic_regression", "extra_trees", "mlp")]
 fit_one_fold = pipeline._held_out_scores
 
 def logged(name, kwargs, task, option, x, y, split):
-    with open(f"{out}/fits.rank{os.environ.get('RANK', '0')}.txt", "a") as log:
+    if fail_on_rank_1 and rank == "1":
+        raise ValueError("a fold model that cannot be fitted")
+    with open(f"{out}/fits.rank{rank}.txt", "a") as log:
         log.write(f"{name} {option} {split[1][0]}\\n")  # a fold is known by its first held-out row
     return fit_one_fold(name, kwargs, task, option, x, y, split)
 
@@ -204,17 +207,22 @@ pipeline._held_out_scores = logged
 rng = np.random.default_rng(0)
 frame = pd.DataFrame(rng.normal(size=(300, 4)), columns=list("abcd"))
 frame["y"] = np.where(frame.a + rng.normal(0, 0.5, 300) > 1.3, "rare", np.where(frame.b > 0, "up", "down"))
-settings = {"train": {"epochs": 2, "class_weights": "auto"}, "evaluate": {"bootstrap": 0, "baselines": False}}
+settings = {"train": {"epochs": 2, "class_weights": "auto", "device": "cpu"}, "evaluate": {"bootstrap": 0, "baselines": False}}
 medtorch.train(frame, target="y", out=f"{out}/run", overrides=settings, progress=False)
 """
 
 
-def test_the_scikit_learn_cross_validation_is_shared_out_between_ranks_and_scores_as_in_one_process(tmp_path):
-    worker = tmp_path / "cv_worker.py"
+def run_cv_worker(folder: Path, processes: int, fail: bool = False) -> subprocess.CompletedProcess:
+    folder.mkdir()
+    worker = folder / "cv_worker.py"
     worker.write_text(CV_WORKER)
-    for name, prefix in (("one", [sys.executable]), ("two", [str(TORCHRUN), "--standalone", "--nproc-per-node=2"])):
-        (tmp_path / name).mkdir()
-        result = launch([*prefix, str(worker), str(tmp_path / name)])
+    prefix = [sys.executable] if processes == 1 else [str(TORCHRUN), "--standalone", f"--nproc-per-node={processes}"]
+    return launch([*prefix, str(worker), str(folder), "fail" if fail else "ok"])
+
+
+def test_the_scikit_learn_cross_validation_is_shared_out_between_ranks_and_scores_as_in_one_process(tmp_path):
+    for name, processes in (("one", 1), ("two", 2)):
+        result = run_cv_worker(tmp_path / name, processes)
         assert result.returncode == 0, result.stdout[-2000:]
 
     def fits(name: str, rank: int) -> list[str]:
@@ -223,10 +231,18 @@ def test_the_scikit_learn_cross_validation_is_shared_out_between_ranks_and_score
     every_fit = fits("one", 0)
     assert len(every_fit) == 3 * 3 * 3  # three models, each weighting of auto, three folds
     shares = fits("two", 0), fits("two", 1)
-    assert min(map(len, shares)) >= 13 and not set(shares[0]) & set(shares[1]) and sorted(shares[0] + shares[1]) == sorted(every_fit)
+    assert min(map(len, shares)) >= 13  # each rank fitted about half
+    assert not set(shares[0]) & set(shares[1])  # and none twice
+    assert sorted(shares[0] + shares[1]) == sorted(every_fit)
 
     def choice(name: str) -> dict:
         return json.loads((tmp_path / name / "run" / "metrics.json").read_text())["training"]["model_selection"]
 
     assert choice("two")["cross_validation"] == choice("one")["cross_validation"]
     assert choice("two")["cross_validation_class_weights"] == choice("one")["cross_validation_class_weights"]
+
+
+def test_a_fold_model_failing_on_one_rank_stops_every_rank_with_its_error_rather_than_hanging(tmp_path):
+    result = run_cv_worker(tmp_path / "failing", 2, fail=True)
+    assert result.returncode != 0 and "[killed after" not in result.stdout
+    assert "the cross-validation failed in another process of this torchrun job: ValueError: a fold model that cannot be fitted" in result.stdout

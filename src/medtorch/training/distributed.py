@@ -1,11 +1,12 @@
 """Distributed data parallel under ``torchrun``: gloo on CPU, NCCL on GPU.
 
-The trainer calls :func:`context` once; outside ``torchrun`` it is a world of one.
+The trainer (or :func:`gathered`, whichever comes first) joins the process group through :func:`context`;
+outside ``torchrun`` it is a world of one.
 
     torchrun --nproc-per-node 2 -m medtorch train --data heart.csv --target disease --out run
 
 Work that is not a network's (the scikit-learn models' cross-validation) is shared out by rank with
-:func:`share_of_this_rank` and put back together on every rank with :func:`gathered`.
+:func:`share_of_this_rank`, and every rank's share is sent to all with :func:`gathered`.
 """
 
 from __future__ import annotations
@@ -13,11 +14,16 @@ from __future__ import annotations
 import atexit
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from medtorch.errors import MedtorchError
 
 T = TypeVar("T")
+# the ranks that finish their share first wait in the gather for the slowest; shares are whole model fits,
+# minutes to hours, well past the default group's timeout (10 minutes under NCCL)
+GATHER_TIMEOUT = timedelta(hours=24)
+_gather_group: Any = None
 
 
 @dataclass(frozen=True)
@@ -83,25 +89,23 @@ def share_of_this_rank(items: list[T]) -> list[T]:
     return items[int(os.environ.get("RANK", "0")) :: world_size] if world_size > 1 else list(items)
 
 
-def gathered(part: dict[Any, Any], device: str = "auto") -> dict[Any, Any]:
-    """Every rank's ``part`` merged, on every rank, under ``torchrun`` (``part`` itself outside it): what
-    :func:`share_of_this_rank` shared out comes back whole. ``device`` is the ``train.device`` setting, so the
-    process group joined here is the one the trainer would join (gloo on CPU, NCCL on GPU).
+def gathered(part: T, device: str = "auto") -> list[T]:
+    """Every rank's ``part``, in rank order, on every rank under ``torchrun`` (``[part]`` outside it): what
+    :func:`share_of_this_rank` shared out comes back to all. ``device`` is the ``train.device`` setting, so the
+    process group joined here is the one the trainer would join (gloo on CPU, NCCL on GPU); the parts
+    themselves travel over a gloo group of their own, on the CPU, with a timeout of :data:`GATHER_TIMEOUT`.
 
-    >>> scores = gathered({job: fit(job) for job in share_of_this_rank(jobs)}, cfg.train.device)
+    >>> parts = gathered({job: fit(job) for job in share_of_this_rank(jobs)}, cfg.train.device)
     """
+    global _gather_group
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return part
+        return [part]
     import torch
     import torch.distributed as dist
 
-    device_type = torch.device(resolve_device(device)).type
-    ctx = context(device_type)
-    if device_type == "cuda":
-        torch.cuda.set_device(ctx.local_rank)  # NCCL's object collectives send from the current device
+    ctx = context(torch.device(resolve_device(device)).type)
+    if _gather_group is None:  # made once, by every rank at the same call, as new_group requires
+        _gather_group = dist.new_group(backend="gloo", timeout=GATHER_TIMEOUT)
     parts: list[Any] = [None] * ctx.world_size
-    dist.all_gather_object(parts, part)  # pickles between this job's own processes, never a file
-    merged: dict[Any, Any] = {}
-    for each in parts:
-        merged.update(each)
-    return merged
+    dist.all_gather_object(parts, part, group=_gather_group)  # pickles between this job's own processes, never a file
+    return parts
