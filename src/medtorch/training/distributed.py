@@ -20,10 +20,11 @@ from typing import Any, TypeVar
 from medtorch.errors import MedtorchError
 
 T = TypeVar("T")
-# the ranks that finish their share first wait in the gather for the slowest; shares are whole model fits,
-# minutes to hours, well past the default group's timeout (10 minutes under NCCL)
-GATHER_TIMEOUT = timedelta(hours=24)
-_gather_group: Any = None
+# Waits that are not training steps: in the gather, ranks wait for the slowest share of whole model fits; at
+# exit, for rank 0 to evaluate and write the report. Minutes to hours, past the default group's timeout
+# (10 minutes under NCCL), so they go through a gloo group of their own with this timeout.
+PATIENT_TIMEOUT = timedelta(hours=24)
+_patient_group: Any = None
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,10 @@ def context(device_type: str = "cpu") -> DistributedContext:
         return DistributedContext()
     import torch.distributed as dist
 
+    global _patient_group
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+        _patient_group = dist.new_group(backend="gloo", timeout=PATIENT_TIMEOUT)  # every rank joins here, as new_group requires
         atexit.register(_leave)  # a group left to interpreter shutdown can abort ("terminate called without an active exception")
     return DistributedContext(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
@@ -58,7 +61,7 @@ def _leave() -> None:
     import torch.distributed as dist
 
     if dist.is_initialized():
-        dist.barrier()  # no rank closes its connections while another still talks (torchrun stops the rest if one dies)
+        dist.barrier(group=_patient_group)  # no rank closes its connections while another still talks (torchrun stops the rest if one dies)
         dist.destroy_process_group()
 
 
@@ -93,19 +96,16 @@ def gathered(part: T, device: str = "auto") -> list[T]:
     """Every rank's ``part``, in rank order, on every rank under ``torchrun`` (``[part]`` outside it): what
     :func:`share_of_this_rank` shared out comes back to all. ``device`` is the ``train.device`` setting, so the
     process group joined here is the one the trainer would join (gloo on CPU, NCCL on GPU); the parts
-    themselves travel over a gloo group of their own, on the CPU, with a timeout of :data:`GATHER_TIMEOUT`.
+    themselves travel over a gloo group of their own, on the CPU, with a timeout of :data:`PATIENT_TIMEOUT`.
 
     >>> parts = gathered({job: fit(job) for job in share_of_this_rank(jobs)}, cfg.train.device)
     """
-    global _gather_group
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return [part]
     import torch
     import torch.distributed as dist
 
     ctx = context(torch.device(resolve_device(device)).type)
-    if _gather_group is None:  # made once, by every rank at the same call, as new_group requires
-        _gather_group = dist.new_group(backend="gloo", timeout=GATHER_TIMEOUT)
     parts: list[Any] = [None] * ctx.world_size
-    dist.all_gather_object(parts, part, group=_gather_group)  # pickles between this job's own processes, never a file
+    dist.all_gather_object(parts, part, group=_patient_group)  # pickles between this job's own processes, never a file
     return parts
