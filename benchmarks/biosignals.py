@@ -123,6 +123,9 @@ RETIRED_CANDIDATES = {  # rows kept in the JSON whose code is gone (reverted aft
     "T-wave consistency, ST level, atrial-band share and size of the residual after cancelling the median beat): 70 in all",
     "cosen_boosting_balanced_30s_windows": "`rhythm_shape_features_boosting_balanced_30s_windows` at commit e34d706, whose "
     "`rr_entropy_log_rr` (SampEn + ln median RR) was Lake & Moorman's COSEn (SampEn + ln 2r - ln mean RR)",
+    "unstratified_validation_split": "the beat defaults of commit eded187, whose validation records were drawn without stratifying "
+    "by class whenever one class (Q: 8 beats) had fewer beats than folds, a fallback from a80dac7 until it was narrowed on 2026-12-03 "
+    "(night) to the case scikit-learn refuses (every class that rare)",
     "linear_template_defaults": "the beat defaults of commit f8a9219: `rr_linear` on the 15 RR and template features, square-root "
     "class weights, a template averaged over every beat (premature ones too)",
 }

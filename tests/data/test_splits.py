@@ -192,3 +192,14 @@ def test_a_few_patients_with_fewer_of_a_class_than_folds_still_split_by_patient(
     train, val, test = train_val_test_split(target, groups, seed=0)
     assert len(train) and len(val) and len(test) and len(np.concatenate([train, val, test])) == 8
     assert not set(groups[train]) & (set(groups[val]) | set(groups[test]))
+
+
+def test_a_class_rarer_than_the_folds_does_not_turn_off_stratification_of_the_others():
+    """Fifty patients of ten beats; five of them hold all the B beats, and one patient three C beats (fewer than
+    the folds): each validation split still takes one B patient, as stratified group folds deal them out."""
+    target = np.array(["A"] * 10 * 45 + ["B"] * 10 * 5, dtype=object)
+    target[:3] = "C"
+    groups = np.repeat([f"P{i}" for i in range(50)], 10)
+    for seed in range(10):
+        _, val, _ = train_val_test_split(target, groups, seed=seed)
+        assert len(np.unique(groups[val][target[val] == "B"])) == 1, f"seed {seed}"
