@@ -152,11 +152,11 @@ def work_dir(args: argparse.Namespace, benchmark: str) -> Path:
 
 
 def chosen(results: dict[str, Any], benchmark: str) -> tuple[str, dict[str, Any]]:
-    """The candidate with the best mean validation score (its key and entry); the test folds play no part."""
+    """The candidate with the best mean validation score (its key and entry), the defaults row on a tie; the test folds play no part."""
     keys = [k for k in results if k == benchmark or k.startswith(f"{benchmark}@")]
     folds = {k: results[k].get("folds") for k in keys}
-    scored = [(np.mean([f["validation"][SELECTION_METRIC] for f in folds[k]]), k) for k in keys if folds[k] and all("validation" in f for f in folds[k])]
-    key = max(scored)[1] if scored else benchmark
+    scored = [(np.mean([f["validation"][SELECTION_METRIC] for f in folds[k]]), k == benchmark, k) for k in keys if folds[k] and all("validation" in f for f in folds[k])]
+    key = max(scored)[2] if scored else benchmark
     return key, results[key]
 
 
@@ -643,10 +643,9 @@ BENCHMARKS = {
 }
 
 
-# the row run with the settings the library ships now, where that is not the benchmark's own key: MIT-BIH's beat
-# defaults became the nonpremature template after its defaults row (an empty candidate, run at a20d77f); a re-run of
-# `mitbih` with the defaults makes its own key the shipped row again, and this entry should then go
-SHIPPED_ROWS = {"mitbih": "mitbih@nonpremature_template"}
+# the row run with the settings the library ships now, where that is not the benchmark's own key (none at present:
+# each benchmark's defaults row was last run with the defaults of its commit, which are still the library's)
+SHIPPED_ROWS: dict[str, str] = {}
 
 
 def goal_rows(results: dict[str, Any]) -> list[str]:
@@ -687,7 +686,7 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         "then (class weights `sqrt`, patience 16); the rows chosen later add the settings of their candidate (in their "
         "command and candidates table), which are not defaults, except MIT-BIH's: a linear model on the RR and template "
         "features became the beat default on 2026-12-01 (its defaults row is that), and on 2026-12-02 a beat template that leaves "
-        "premature beats out (row `nonpremature_template`; the defaults row is the defaults before it); and CinC's and Bonn's: since 2026-12-03 "
+        "premature beats out (row `nonpremature_template`; the defaults row, re-run on 2026-12-03, equals it); and CinC's and Bonn's: since 2026-12-03 "
         "a window run with no model named fits gradient boosting and extra trees on the window features, `cnn_rr`, and since that afternoon `minirocket` "
         "(MiniRocket on the samples averaged with extra trees on the features), and keeps the one validation "
         "scores best (since that evening the three scikit-learn ones are first compared by CV inside the training records, and only their best "
