@@ -124,7 +124,7 @@ RETIRED_CANDIDATES = {  # rows kept in the JSON whose code is gone (reverted aft
     "cosen_boosting_balanced_30s_windows": "`rhythm_shape_features_boosting_balanced_30s_windows` at commit e34d706, whose "
     "`rr_entropy_log_rr` (SampEn + ln median RR) was Lake & Moorman's COSEn (SampEn + ln 2r - ln mean RR)",
     "unstratified_validation_split": "the beat defaults of commit eded187, whose validation records were drawn without stratifying "
-    "by class whenever one class (Q: 8 beats) had fewer beats than folds, a fallback from a80dac7 until it was narrowed on 2026-12-03 "
+    "by class whenever one class had fewer beats than folds (Q: 4 beats in fold 3's training records), a fallback from a80dac7 until it was narrowed on 2026-12-03 "
     "(night) to the case scikit-learn refuses (every class that rare)",
     "linear_template_defaults": "the beat defaults of commit f8a9219: `rr_linear` on the 15 RR and template features, square-root "
     "class weights, a template averaged over every beat (premature ones too)",
@@ -152,7 +152,8 @@ def work_dir(args: argparse.Namespace, benchmark: str) -> Path:
 
 
 def chosen(results: dict[str, Any], benchmark: str) -> tuple[str, dict[str, Any]]:
-    """The candidate with the best mean validation score (its key and entry), the defaults row on a tie; the test folds play no part."""
+    """The candidate with the best mean validation score (its key and entry); the test folds play no part. A tie goes
+    to the defaults row, and between two other rows to the key that sorts last."""
     keys = [k for k in results if k == benchmark or k.startswith(f"{benchmark}@")]
     folds = {k: results[k].get("folds") for k in keys}
     scored = [(np.mean([f["validation"][SELECTION_METRIC] for f in folds[k]]), k == benchmark, k) for k in keys if folds[k] and all("validation" in f for f in folds[k])]

@@ -194,12 +194,22 @@ def test_a_few_patients_with_fewer_of_a_class_than_folds_still_split_by_patient(
     assert not set(groups[train]) & (set(groups[val]) | set(groups[test]))
 
 
-def test_a_class_rarer_than_the_folds_does_not_turn_off_stratification_of_the_others():
-    """Fifty patients of ten beats; five of them hold all the B beats, and one patient three C beats (fewer than
-    the folds): each validation split still takes one B patient, as stratified group folds deal them out."""
+def _one_rare_class() -> tuple[np.ndarray, np.ndarray]:
+    """Fifty patients of ten samples; five of them hold all the B samples, and one sample is the only C."""
     target = np.array(["A"] * 10 * 45 + ["B"] * 10 * 5, dtype=object)
-    target[:3] = "C"
-    groups = np.repeat([f"P{i}" for i in range(50)], 10)
+    target[0] = "C"
+    return target, np.repeat([f"P{i}" for i in range(50)], 10)
+
+
+def test_a_class_rarer_than_the_folds_does_not_turn_off_stratification_of_the_others():
+    """Each validation split still takes one of the five B patients, as stratified group folds deal them out."""
+    target, groups = _one_rare_class()
     for seed in range(10):
         _, val, _ = train_val_test_split(target, groups, seed=seed)
         assert len(np.unique(groups[val][target[val] == "B"])) == 1, f"seed {seed}"
+
+
+def test_group_kfold_falls_back_to_plain_group_folds_when_every_class_is_rarer_than_the_folds():
+    target, groups = np.array(["AF", "N"] * 2), np.array(["P0", "P1", "P2", "P3"])
+    folds = group_kfold(target, groups, n_splits=3, seed=0)
+    assert len(folds) == 3 and sorted(np.concatenate([held_out for _, held_out in folds]).tolist()) == [0, 1, 2, 3]

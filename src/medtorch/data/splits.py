@@ -9,6 +9,8 @@ When records carry a patient id, every split keeps all samples of one patient on
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Sequence
 
 import numpy as np
@@ -32,14 +34,30 @@ def assert_no_group_leak(groups: np.ndarray | None, *index_sets: np.ndarray, nam
             seen.setdefault(group, name)
 
 
-def _stratify_labels(target: np.ndarray | None) -> np.ndarray | None:
-    """Labels usable for stratification: class labels, or ``None`` for continuous / multi-label targets."""
+def _stratify_labels(target: np.ndarray | None, min_count: int = 2) -> np.ndarray | None:
+    """Labels usable for stratification: class labels with at least ``min_count`` samples in every class
+    (a stratified shuffle split needs 2, the k-fold splitters 1), or ``None`` (continuous or multi-label targets)."""
     if target is None or target.ndim != 1:
         return None
     if target.dtype.kind == "f" and len(np.unique(target[~np.isnan(target)])) > 20:
         return None
     _, counts = np.unique(target.astype(str), return_counts=True)
-    return target.astype(str) if counts.min() >= 2 else None
+    return target.astype(str) if counts.min() >= min_count else None
+
+
+def _stratifiable(labels: np.ndarray | None, n_splits: int) -> bool:
+    """Whether scikit-learn's stratified k-fold splitters take ``labels``: they refuse only when every class has
+    fewer samples than folds. A rarer class (MIT-BIH's 8 Q beats) merely cannot be spread evenly, and the
+    other classes still need stratifying."""
+    return labels is not None and np.unique(labels, return_counts=True)[1].max() >= n_splits
+
+
+@contextmanager
+def _rare_classes_expected() -> Iterator[None]:
+    """Silence scikit-learn's warning that a class has fewer samples than folds (:func:`_stratifiable` allows it)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        yield
 
 
 def _holdout(
@@ -51,24 +69,22 @@ def _holdout(
     if not 0 < fraction < 1:
         raise DataError(f"a split fraction must be between 0 and 1, got {fraction}")
     sub_target = None if target is None else target[candidates]
-    labels = _stratify_labels(sub_target)
     if groups is not None:
+        labels = _stratify_labels(sub_target, min_count=1)
         sub_groups = groups[candidates]
         n_groups = len(np.unique(sub_groups))
         if n_groups < 2:
             raise DataError("cannot split: all samples belong to one patient (group)")
         n_splits = max(2, round(1 / fraction))
-        # scikit-learn refuses only when every class has fewer samples than folds; a rare class (MIT-BIH's 8 Q
-        # beats) merely cannot be spread evenly, and the other classes still need stratifying
-        if labels is not None and n_groups >= n_splits and np.unique(labels, return_counts=True)[1].max() >= n_splits:
+        if n_groups >= n_splits and _stratifiable(labels, n_splits):
             folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+            with _rare_classes_expected():
                 rest, held = next(folds.split(candidates, labels, sub_groups))
         else:
             splitter = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
             rest, held = next(splitter.split(candidates, groups=sub_groups))
     else:
+        labels = _stratify_labels(sub_target)
         splitter_cls = StratifiedShuffleSplit if labels is not None else ShuffleSplit
         splitter = splitter_cls(n_splits=1, test_size=fraction, random_state=seed)
         rest, held = next(splitter.split(candidates, labels))
@@ -107,15 +123,18 @@ def group_kfold(
     from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
 
     n = len(target) if target is not None else len(groups)
-    labels = _stratify_labels(target)
+    labels = _stratify_labels(target, min_count=1)
+    stratified = _stratifiable(labels, n_splits)
     if groups is not None:
-        if labels is not None:
+        if stratified:
             splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
         else:
             splitter = GroupKFold(n_splits=n_splits)
-        folds = list(splitter.split(np.zeros(n), labels, groups))
-    elif labels is not None:
-        folds = list(StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(np.zeros(n), labels))
+        with _rare_classes_expected():
+            folds = list(splitter.split(np.zeros(n), labels, groups))
+    elif stratified:
+        with _rare_classes_expected():
+            folds = list(StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(np.zeros(n), labels))
     else:
         folds = list(KFold(n_splits=n_splits, shuffle=True, random_state=seed).split(np.zeros(n)))
     for train, test in folds:

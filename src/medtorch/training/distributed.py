@@ -22,9 +22,10 @@ from medtorch.errors import MedtorchError
 T = TypeVar("T")
 # Waits that are not training steps: in the gather, ranks wait for the slowest share of whole model fits; at
 # exit, for rank 0 to evaluate and write the report. Minutes to hours, past the default group's timeout
-# (10 minutes under NCCL), so they go through a gloo group of their own with this timeout.
+# (10 minutes under NCCL), so each goes through a gloo group of its own with this timeout (one group per
+# kind of wait, so a rank leaving early never meets another rank's gather in the same group).
 PATIENT_TIMEOUT = timedelta(hours=24)
-_patient_group: Any = None
+_patient_groups: dict[str, Any] = {}
 
 
 @dataclass(frozen=True)
@@ -49,11 +50,12 @@ def context(device_type: str = "cpu") -> DistributedContext:
         return DistributedContext()
     import torch.distributed as dist
 
-    global _patient_group
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
-        _patient_group = dist.new_group(backend="gloo", timeout=PATIENT_TIMEOUT)  # every rank joins here, as new_group requires
         atexit.register(_leave)  # a group left to interpreter shutdown can abort ("terminate called without an active exception")
+    if not _patient_groups:  # also when the caller joined the process group itself; every rank calls context() at the same points
+        for purpose in ("gather", "exit"):  # new_group needs every rank, in the same order
+            _patient_groups[purpose] = dist.new_group(backend="gloo", timeout=PATIENT_TIMEOUT)
     return DistributedContext(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
@@ -61,15 +63,9 @@ def _leave() -> None:
     import torch.distributed as dist
 
     if dist.is_initialized():
-        dist.barrier(group=_patient_group)  # no rank closes its connections while another still talks (torchrun stops the rest if one dies)
+        dist.barrier(group=_patient_groups.get("exit"))  # no rank closes its connections while another still talks (torchrun stops the rest if one dies)
         dist.destroy_process_group()
-
-
-def barrier(ctx: DistributedContext) -> None:
-    if ctx.enabled:
-        import torch.distributed as dist
-
-        dist.barrier()
+    _patient_groups.clear()
 
 
 def resolve_device(device: str) -> str:
@@ -107,5 +103,5 @@ def gathered(part: T, device: str = "auto") -> list[T]:
 
     ctx = context(torch.device(resolve_device(device)).type)
     parts: list[Any] = [None] * ctx.world_size
-    dist.all_gather_object(parts, part, group=_patient_group)  # pickles between this job's own processes, never a file
+    dist.all_gather_object(parts, part, group=_patient_groups["gather"])  # pickles between this job's own processes, never a file
     return parts
