@@ -424,15 +424,3 @@ def test_auto_class_weights_on_a_regression_target_train_once(tmp_path):
     run = medtorch.train(frame, target="y", out=tmp_path / "run", overrides=overrides, progress=False)
     assert "class_weights" not in run.metrics["training"]
     assert not list((tmp_path / "run").glob("train_log.weights-*.csv"))
-
-
-@pytest.mark.parametrize(
-    ("scores", "kept"),
-    [({"first": None, "second": 0.7}, "second"), ({"first": 0.7, "second": 0.7}, "first"), ({"first": None, "second": None}, "first")],
-    ids=["no-score-loses", "tie-to-the-earlier", "none-scored"],
-)
-def test_a_choice_on_validation_passes_over_a_score_the_validation_set_cannot_give(scores, kept):
-    """A validation set of one class has no AUROC; the candidate that has one wins, and with none the first is kept."""
-    from medtorch.pipeline import _best
-
-    assert _best(scores) == kept

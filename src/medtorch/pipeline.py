@@ -133,6 +133,8 @@ def fit_model(
 
     >>> cfg, fitted = fit_model(modality, records, train_idx, val_idx, task, resolve_candidates(cfg, modality, task, len(train_idx)))
     """
+    from medtorch.evaluation.metrics import best_scored  # scikit-learn: not on the CLI's start-up path
+
     if len(candidates) == 1:
         return candidates[0], fit_bundle(modality, records, train_idx, val_idx, task, candidates[0], run_dir=run_dir, progress=progress)
     by_name = {candidate.model.name: candidate for candidate in candidates}
@@ -141,9 +143,9 @@ def fit_model(
     cross_validated = _cross_validate_sklearn(train_records, task, list(by_name.values()), preprocessor, progress=progress)
     selection: dict[str, Any] = {}
     if cross_validated:  # the scikit-learn candidates' best in CV (with its best weighting) meets the networks on validation
-        weighting = {name: _best(tried) for name, tried in cross_validated.items()}
+        weighting = {name: best_scored(tried) for name, tried in cross_validated.items()}
         selection["cross_validation"] = {name: tried[weighting[name]] for name, tried in cross_validated.items()}
-        finalist = _best(selection["cross_validation"])
+        finalist = best_scored(selection["cross_validation"])
         by_name = {name: candidate for name, candidate in by_name.items() if name not in cross_validated or name == finalist}
         if by_name[finalist].train.class_weights == "auto":
             selection["cross_validation_class_weights"] = cross_validated[finalist]
@@ -379,19 +381,16 @@ def _choose_weighting(task: Task, y_val: np.ndarray, fit: Callable[[str], Any], 
 
 
 def _choose(options: list[str], fit: Callable[[str], Any], score: Callable[[Any], float | None]) -> tuple[str, Any, dict[str, float | None]]:
-    """Fit once per option and keep the one with the best validation score (:func:`_best`).
+    """Fit once per option and keep the one with the best validation score (:func:`~medtorch.evaluation.metrics.best_scored`).
     Returns the chosen option, what ``fit`` gave for it, and every option's score."""
+    from medtorch.evaluation.metrics import best_scored
+
     fitted, scores = {}, {}
     for option in options:
         fitted[option] = fit(option)
         scores[option] = score(fitted[option])
-    chosen = _best(scores)
+    chosen = best_scored(scores)
     return chosen, fitted[chosen], scores
-
-
-def _best(scores: dict[str, float | None]) -> str:
-    """The key of the highest score; ties, and scores a validation set cannot give (None: one class only), go to the earlier."""
-    return max(scores, key=lambda key: -np.inf if scores[key] is None else scores[key])
 
 
 def _with_class_weights(cfg: RunConfig, option: str) -> RunConfig:

@@ -231,3 +231,15 @@ def test_bootstrap_ci_of_auroc_covers_the_truth_in_about_95_of_100_simulations()
         low, high = evaluate(BinaryTask([0, 1], 1), y, scores, 0.5, n_bootstrap=200, seed=seed)["auroc"]["ci"]
         covered += low <= truth <= high
     assert 88 <= covered <= 100
+
+
+@pytest.mark.parametrize(
+    ("scores", "kept"),
+    [({"first": None, "second": 0.7}, "second"), ({"first": 0.7, "second": 0.7}, "first"), ({"first": None, "second": None}, "first")],
+    ids=["no-score-loses", "tie-to-the-earlier", "none-scored"],
+)
+def test_a_choice_on_validation_passes_over_a_score_the_validation_set_cannot_give(scores, kept):
+    """A validation set of one class has no AUROC; the candidate that has one wins, and with none the first is kept."""
+    from medtorch.evaluation.metrics import best_scored
+
+    assert best_scored(scores) == kept

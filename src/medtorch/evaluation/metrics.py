@@ -176,6 +176,16 @@ def compute_metrics(task: Task, y: np.ndarray, scores: np.ndarray, threshold: fl
     return regression_metrics(y, scores)
 
 
+def best_scored(scores: dict[str, float | None]) -> str:
+    """The key of the highest score: how a run keeps one of several fits (models, class weightings). Ties, and
+    scores a set cannot give (None, e.g. AUROC with one class), go to the earlier key.
+
+    >>> best_scored({"none": 0.71, "sqrt": 0.74, "balanced": None})
+    'sqrt'
+    """
+    return max(scores, key=lambda key: -np.inf if scores[key] is None else scores[key])
+
+
 def primary_metric(task: Task, y: np.ndarray, scores: np.ndarray) -> float:
     """The task's headline metric (AUROC for classification, RMSE for regression)."""
     if task.type == "regression":

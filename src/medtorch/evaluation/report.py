@@ -288,6 +288,8 @@ def _splits_table(splits: dict[str, Any]) -> str:
 
 
 def _choices_table(training: dict[str, Any] | None) -> str:
+    from medtorch.evaluation.metrics import best_scored  # the pipeline's rule for what it kept
+
     rows = []
     for label, key in (("model", "model_selection"), ("class weights", "class_weights")):
         choice = (training or {}).get(key)
@@ -298,7 +300,7 @@ def _choices_table(training: dict[str, Any] | None) -> str:
             rows.append(_choice_row("scikit-learn model (CV in training)", finalist, choice["cross_validation"]))
             weightings = choice.get("cross_validation_class_weights")
             if weightings:  # train.class_weights: auto, cross-validated for the finalist
-                rows.append(_choice_row(f"class weights of {html.escape(finalist)} (CV in training)", max(weightings, key=lambda w: -1e9 if weightings[w] is None else weightings[w]), weightings))
+                rows.append(_choice_row(f"class weights of {html.escape(finalist)} (CV in training)", best_scored(weightings), weightings))
         rows.append(_choice_row(f"{label} (validation)", choice["chosen"], choice["validation"]))
     return "<table><tr><th>choice</th><th>kept</th><th>scores</th></tr>" + "".join(rows) + "</table>" if rows else ""
 

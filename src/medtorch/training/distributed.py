@@ -43,10 +43,14 @@ class DistributedContext:
         return self.world_size > 1
 
 
+def _world_size() -> int:
+    """How many processes ``torchrun`` started (1 outside it), read from the environment without joining the group."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def context(device_type: str = "cpu") -> DistributedContext:
     """Join the process group ``torchrun`` describes in the environment (or a world of one)."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size <= 1:
+    if _world_size() <= 1:
         return DistributedContext()
     import torch.distributed as dist
 
@@ -84,7 +88,7 @@ def share_of_this_rank(items: list[T]) -> list[T]:
 
     >>> mine = share_of_this_rank(jobs)
     """
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    world_size = _world_size()
     return items[int(os.environ.get("RANK", "0")) :: world_size] if world_size > 1 else list(items)
 
 
@@ -96,7 +100,7 @@ def gathered(part: T, device: str = "auto") -> list[T]:
 
     >>> parts = gathered({job: fit(job) for job in share_of_this_rank(jobs)}, cfg.train.device)
     """
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    if _world_size() <= 1:
         return [part]
     import torch
     import torch.distributed as dist
