@@ -106,6 +106,8 @@ DEFAULT_WINDOW_MODELS_NOTE = (
     "the rows `boosting_or_cnn` are the defaults without the last two, `boosting_trees_or_cnn` without `minirocket`)"
 )
 RETIRED_CANDIDATES = {  # rows kept in the JSON whose code is gone (reverted after validation passed them over, or defaults since changed)
+    "boosting_rate_0.1": "the defaults of commits 5b0e0fd (Bonn) and c697f6f (CinC), whose window candidate `hist_gradient_boosting` "
+    "had scikit-learn's learning rate 0.1 and 200 rounds, where the defaults since 2026-12-03 (late) have 0.05 and 400",
     "four_on_validation": "the defaults of commit d88c968, which compared all four window candidates (`hist_gradient_boosting`, "
     "`extra_trees`, `minirocket`, `cnn_rr`) on the validation records alone, where the defaults since 5b0e0fd compare the three "
     "scikit-learn models by 3-fold CV inside the training records first",

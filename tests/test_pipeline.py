@@ -180,7 +180,7 @@ def test_the_modalitys_training_defaults_fill_what_the_user_left_unset(tmp_path,
         ({"data": {"unit": "beat"}}, [{"name": "rr_linear", "shape_points": 0}]),  # the beat default (chosen on MIT-BIH DS1)
         ({"data": {"unit": "beat"}, "model": {"shape_points": 4}}, [{"name": "rr_linear", "shape_points": 4}]),  # an argument the user set wins
         ({"data": {"unit": "beat"}, "model": {"name": "cnn_rr"}}, [{"name": "cnn_rr"}]),  # a model the user named keeps its own defaults
-        ({"data": {"unit": "window"}}, [{"name": "hist_gradient_boosting"}, {"name": "extra_trees"}, {"name": "minirocket"}, {"name": "cnn_rr"}]),  # chosen on validation
+        ({"data": {"unit": "window"}}, [{"name": "hist_gradient_boosting", "learning_rate": 0.05, "max_iter": 400}, {"name": "extra_trees"}, {"name": "minirocket"}, {"name": "cnn_rr"}]),  # chosen on validation (boosting's rate by inner CV)
         ({"data": {"unit": "window"}, "model": {"name": "cnn_rr"}}, [{"name": "cnn_rr"}]),
         ({"data": {"unit": "window"}, "model": {"dropout": 0.3}}, [{"name": "cnn_rr", "dropout": 0.3}]),  # the default that takes it
         ({"data": {"unit": "window"}, "train": {"ensemble": 3}}, [{"name": "cnn_rr"}]),  # a deep ensemble is of networks

@@ -25,14 +25,18 @@ def logistic_regression(task_type: str, seed: int = 0, C: float = 1.0) -> Any:
 
 
 @register_model("hist_gradient_boosting", modality="any", kind="sklearn")
-def hist_gradient_boosting(task_type: str, seed: int = 0, max_iter: int = 200) -> Any:
-    """scikit-learn's histogram gradient boosting with its default early stopping."""
+def hist_gradient_boosting(task_type: str, seed: int = 0, max_iter: int = 200, learning_rate: float = 0.1) -> Any:
+    """scikit-learn's histogram gradient boosting with its default early stopping (on from 10,000 rows).
+
+    >>> model = create_model("hist_gradient_boosting", task_type="multiclass", learning_rate=0.05, max_iter=400)
+    """
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
     from sklearn.multioutput import MultiOutputClassifier
 
+    options = {"max_iter": max_iter, "learning_rate": learning_rate, "random_state": seed}
     if task_type == "regression":
-        return HistGradientBoostingRegressor(max_iter=max_iter, random_state=seed)
-    model = HistGradientBoostingClassifier(max_iter=max_iter, random_state=seed)
+        return HistGradientBoostingRegressor(**options)
+    model = HistGradientBoostingClassifier(**options)
     return MultiOutputClassifier(model) if task_type == "multilabel" else model
 
 
